@@ -1,0 +1,88 @@
+"""The ``adf`` command line.
+
+Core commands live here; integrations and third-party plugins add theirs through the
+``active_data_flow.commands`` entry-point group (the object is a click command). Commands
+are imported only when invoked (or listed by ``--help``), so ``adf run`` never pays for the
+web or Celery layers.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from importlib import metadata
+from typing import Any
+
+import click
+
+from active_data_flow import __version__
+
+__all__ = ["main"]
+
+COMMAND_GROUP = "active_data_flow.commands"
+
+# name -> "module:attribute" for the core's own commands.
+_BUILTIN: dict[str, str] = {
+    "run": "active_data_flow.cli.run:run",
+    "connectors": "active_data_flow.cli.info:connectors",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        names = set(_BUILTIN) | {ep.name for ep in metadata.entry_points(group=COMMAND_GROUP)}
+        return sorted(names | set(self.commands))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.commands:
+            return self.commands[cmd_name]
+        target = _BUILTIN.get(cmd_name)
+        try:
+            if target is not None:
+                module, _, attr = target.partition(":")
+                command = getattr(importlib.import_module(module), attr)
+            else:
+                eps = metadata.entry_points(group=COMMAND_GROUP, name=cmd_name)
+                if not eps:
+                    return None
+                command = next(iter(eps)).load()
+        except ImportError as exc:
+            return _unavailable(cmd_name, exc)
+        if not isinstance(command, click.Command):
+            return None
+        self.commands[cmd_name] = command
+        return command
+
+
+def _unavailable(name: str, exc: ImportError) -> click.Command:
+    """A stand-in for a command whose extra is not installed: it explains, and fails."""
+
+    @click.command(name, help=f"(unavailable: {exc})", context_settings={
+        "ignore_unknown_options": True, "allow_extra_args": True})
+    def stub(**_: Any) -> None:
+        raise click.ClickException(
+            f"'adf {name}' needs an optional dependency that is not installed ({exc}); "
+            "install it with: pip install 'active-data-flow[all]'"
+        )
+
+    return stub
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="adf")
+@click.option("-v", "--verbose", count=True, help="Log more (-v: info, -vv: debug).")
+def main(verbose: int) -> None:
+    """ActiveDataFlow: run, schedule and monitor data flows.
+
+    \b
+    Examples:
+      adf run myapp.flows:ExportUsers     run a flow now, with a progress bar
+      adf connectors                      list the connector and runtime types installed
+    """
+    level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
+    level_name = os.environ.get("ADF_LOG_LEVEL")
+    logging.basicConfig(level=level_name.upper() if level_name else level,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")

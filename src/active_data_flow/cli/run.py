@@ -1,0 +1,55 @@
+"""``adf run``: run one flow now, in this process."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from active_data_flow.cli._load import import_flow
+from active_data_flow.cli._render import console, err_console, flow_progress, results_table
+from active_data_flow.errors import ActiveDataFlowError, FlowRunError
+
+__all__ = ["run"]
+
+
+def _parse_cursor(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Any:
+    if value is None:
+        return None
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not valid JSON: {exc}") from None
+
+
+@click.command()
+@click.argument("target")
+@click.option("--cursor", callback=_parse_cursor, metavar="JSON",
+              help="Resume strictly after this position (a previous run's cursor, as JSON).")
+@click.option("--progress/--no-progress", default=True, show_default=True,
+              help="Show a progress bar while the flow runs.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def run(target: str, cursor: Any, progress: bool, as_json: bool) -> None:
+    """Run a flow now and print what it did.
+
+    TARGET is MODULE:FlowClass (e.g. myapp.flows:ExportUsers) or path/to/file.py:FlowClass.
+    The exit code is 0 on success, 1 when the run fails, 2 when TARGET cannot be loaded.
+    """
+    flow_class = import_flow(target)
+    try:
+        flow = flow_class()
+        total = flow.build_source().count() if cursor is None else None
+        with flow_progress(flow.name, total, enabled=progress and not as_json) as on_progress:
+            result = flow.run(cursor=cursor, on_progress=on_progress)
+    except FlowRunError as exc:
+        err_console.print(f"[red]Error:[/red] {exc}", highlight=False, soft_wrap=True)
+        if exc.result is not None and not as_json:
+            console.print(results_table([exc.result], title="Before the failure"))
+        raise SystemExit(1) from None
+    except ActiveDataFlowError as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), default=str))
+    else:
+        console.print(results_table([result]))

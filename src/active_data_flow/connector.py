@@ -1,0 +1,279 @@
+"""Source and Sink: the base classes of every connector.
+
+A connector subclass declares its options as a nested pydantic model named ``Config``; the
+constructor takes keyword options only and validates them there, so a missing, mistyped or
+unknown option is a :class:`~active_data_flow.errors.ConfigurationError` naming the option,
+raised where the connector is defined rather than in the middle of a run::
+
+    @register_connector("jsonl")
+    class JsonLinesSource(Source):
+        class Config(SourceConfig):
+            path: Path
+
+        def each(self, cursor=None):
+            ...
+
+``to_dict()`` gives a JSON-safe spec ``{"type": ..., "config": {...}}`` and
+``Source.from_dict(spec)`` / ``Sink.from_dict(spec)`` rebuild the connector through the
+registry, so flows stored in a database or received over HTTP name connectors by type.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from itertools import islice
+from types import TracebackType
+from typing import Any, ClassVar, Literal, Self
+
+import pydantic
+from pydantic import BaseModel, ConfigDict
+
+from active_data_flow.errors import ConfigurationError, RecordRejected
+from active_data_flow.message import Message
+
+__all__ = [
+    "Batch",
+    "Connector",
+    "ConnectorConfig",
+    "Sink",
+    "SinkConfig",
+    "Source",
+    "SourceConfig",
+    "config_error",
+]
+
+
+class ConnectorConfig(BaseModel):
+    """Base of connector option models: unknown options are errors, values are validated."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+
+class SourceConfig(ConnectorConfig):
+    """Options every source accepts."""
+
+
+class SinkConfig(ConnectorConfig):
+    """Options every sink accepts."""
+
+
+class Batch(list[Message]):
+    """Messages read together; ``position`` is where the batch ends (resume after it)."""
+
+    __slots__ = ("position",)
+
+    def __init__(self, messages: Iterable[Message] = (), position: Any = None) -> None:
+        super().__init__(messages)
+        self.position = position
+
+
+class Connector:
+    """Shared behaviour of sources and sinks: options, specs, context management."""
+
+    role: ClassVar[Literal["source", "sink"]]
+    type_name: ClassVar[str] = ""
+    Config: ClassVar[type[ConnectorConfig]] = ConnectorConfig
+
+    config: ConnectorConfig
+
+    def __init__(self, **options: Any) -> None:
+        try:
+            self.config = self.Config(**options)
+        except pydantic.ValidationError as exc:
+            raise config_error(exc, self._label(), self.Config) from None
+
+    @classmethod
+    def _label(cls) -> str:
+        return f"{cls.type_name or cls.__qualname__} {cls.role}"
+
+    # -- specs ---------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe spec ``{"type": ..., "config": {...}}`` that ``from_dict`` rebuilds."""
+        if not self.type_name:
+            raise ConfigurationError(
+                f"{type(self).__qualname__} is not registered, so it has no spec type name; "
+                "decorate it with @register_connector(...)",
+                option="type",
+            )
+        return {
+            "type": self.type_name,
+            "config": self.config.model_dump(mode="json", exclude_defaults=True),
+        }
+
+    @classmethod
+    def from_dict(cls, spec: Mapping[str, Any]) -> Self:
+        """Build the connector a spec describes, resolving its type through the registry.
+
+        Raises:
+            ConfigurationError: the spec is malformed, its type unknown, or an option bad.
+        """
+        from active_data_flow.registry import connector_class
+
+        type_name, config = _split_spec(spec, cls.role)
+        klass = connector_class(type_name, cls.role)
+        if not issubclass(klass, cls):
+            raise ConfigurationError(
+                f"{cls.role} type {type_name!r} is a {klass.__qualname__}, "
+                f"not a {cls.__qualname__}",
+                option="type",
+            )
+        return klass(**config)
+
+    def clone(self) -> Self:
+        """A fresh instance with the same options (flows build one per run)."""
+        new = type(self).__new__(type(self))
+        new.config = self.config
+        new._setup()
+        return new
+
+    def _setup(self) -> None:
+        """Hook for subclasses: prepare per-instance state after options are set."""
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def close(self) -> None:
+        """Release resources. Safe to call more than once."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        opts = ", ".join(
+            f"{k}={v!r}" for k, v in self.config.model_dump(exclude_defaults=True).items()
+        )
+        return f"{type(self).__name__}({opts})"
+
+
+class Source(Connector):
+    """Base class of sources: something that yields messages.
+
+    Subclasses declare ``Config`` and implement :meth:`each`. A source that can resume sets
+    ``message.position`` on what it yields and accepts that position back as ``cursor``.
+    Sources that can read faster in bulk override :meth:`batches`.
+    """
+
+    role = "source"
+    Config: ClassVar[type[ConnectorConfig]] = SourceConfig
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._setup()
+
+    def each(self, cursor: Any = None) -> Iterator[Message]:
+        """Yield the source's messages, starting strictly after ``cursor`` when given."""
+        raise NotImplementedError(f"{type(self).__qualname__} must implement each()")
+
+    def __iter__(self) -> Iterator[Message]:
+        return self.each()
+
+    def batches(self, size: int, cursor: Any = None) -> Iterator[Batch]:
+        """Yield lists of up to ``size`` messages, each with the position where it ends."""
+        it = self.each(cursor)
+        while chunk := Batch(islice(it, size)):
+            chunk.position = chunk[-1].position
+            yield chunk
+
+    def count(self) -> int | None:
+        """How many messages a full read yields, when known cheaply (for progress bars)."""
+        return None
+
+
+class Sink(Connector):
+    """Base class of sinks: something that durably stores records.
+
+    Subclasses declare ``Config`` and implement :meth:`write_batch` (or :meth:`write`) and
+    :meth:`flush`. Records are mappings or :class:`~active_data_flow.message.Message`\\ s.
+    ``flush()`` is the durability point: when it returns, everything written before is
+    stored; a flow checkpoints its cursor only after that.
+    """
+
+    role = "sink"
+    Config: ClassVar[type[ConnectorConfig]] = SinkConfig
+
+    #: Set by a flow whose ``on_error`` is ``skip`` or ``dead_letter``: a sink that can
+    #: isolate one bad record passes its :class:`RecordRejected` here instead of raising.
+    on_reject: Callable[[RecordRejected], None] | None = None
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._setup()
+
+    def reject(self, error: RecordRejected) -> None:
+        """Report one refused record: to ``on_reject`` when set, else raise ``error``."""
+        if self.on_reject is None:
+            raise error
+        self.on_reject(error)
+
+    def write(self, record: Message | Mapping[str, Any]) -> None:
+        """Write one record (it may be buffered until :meth:`flush`)."""
+        self.write_batch((record,))
+
+    def write_batch(self, records: Iterable[Message | Mapping[str, Any]]) -> None:
+        """Write several records (they may be buffered until :meth:`flush`)."""
+        if type(self).write is Sink.write:
+            raise NotImplementedError(f"{type(self).__qualname__} must implement write_batch()")
+        for record in records:
+            self.write(record)
+
+    def flush(self) -> None:
+        """Store everything written so far durably."""
+
+    def discard(self) -> None:
+        """Drop records written but not yet flushed (a failed run calls this before close)."""
+
+    def close(self) -> None:
+        """Flush what is left and release resources."""
+        self.flush()
+
+
+def _split_spec(spec: Mapping[str, Any], what: str) -> tuple[str, dict[str, Any]]:
+    if not isinstance(spec, Mapping):
+        raise ConfigurationError(
+            f"a {what} spec must be a mapping like {{'type': ..., 'config': {{...}}}}, "
+            f"got {type(spec).__name__}",
+            option=what,
+        )
+    unknown = set(spec) - {"type", "config"}
+    if unknown:
+        raise ConfigurationError(
+            f"{what} spec has unknown key(s) {sorted(unknown)}; expected 'type' and 'config'",
+            option=sorted(unknown)[0],
+        )
+    if "type" not in spec:
+        raise ConfigurationError(f"{what} spec has no 'type'", option="type")
+    config = spec.get("config")
+    if config is None:
+        config = {}
+    if not isinstance(config, Mapping):
+        raise ConfigurationError(
+            f"{what} spec 'config' must be a mapping, got {type(config).__name__}", option="config"
+        )
+    return spec["type"], dict(config)
+
+
+def config_error(
+    exc: pydantic.ValidationError, owner: str, model: type[BaseModel] | None = None
+) -> ConfigurationError:
+    """Translate a pydantic validation error on options into a ConfigurationError."""
+    errors = exc.errors(include_url=False)
+    parts: list[str] = []
+    for err in errors:
+        option = ".".join(str(p) for p in err["loc"]) or "?"
+        if err["type"] == "extra_forbidden":
+            known = ", ".join(model.model_fields) if model is not None else ""
+            parts.append(f"unknown option {option!r}" + (f" (options: {known})" if known else ""))
+        elif err["type"] == "missing":
+            parts.append(f"option {option!r} is required")
+        else:
+            parts.append(f"option {option!r}: {err['msg']} (got {err.get('input')!r:.80})")
+    # A misspelt option usually also shows up as a missing one: name the misspelling.
+    ordered = sorted(errors, key=lambda e: e["type"] != "extra_forbidden")
+    first = ".".join(str(p) for p in ordered[0]["loc"]) if ordered else None
+    return ConfigurationError(f"{owner}: " + "; ".join(parts), option=first)

@@ -1,0 +1,1 @@
+"""Connectors: memory, JSON Lines and CSV in the core; SQLAlchemy behind its extra."""

@@ -1,0 +1,214 @@
+"""CSV source and sink, streamed.
+
+The source yields one :class:`~active_data_flow.message.Untyped` message per row, keyed by
+the header (or the ``fields`` option), with string values; quoted fields may span lines. Its
+position is ``{"line": n, "offset": b}`` like the JSON Lines source. A row whose field count
+differs from the header's is an error naming the file and line (unless ``strict`` is off).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from pydantic import Field
+
+from active_data_flow.connector import Sink, Source
+from active_data_flow.connectors._files import (
+    DurableFile,
+    FileSinkConfig,
+    FileSourceConfig,
+    LineReader,
+    line_error,
+    open_source,
+    seek_cursor,
+)
+from active_data_flow.errors import RecordRejected, SinkError
+from active_data_flow.message import Message, Row, as_record, record_key
+from active_data_flow.registry import register_connector
+
+__all__ = ["CsvSink", "CsvSource"]
+
+
+class _Dialect(FileSourceConfig):
+    delimiter: str = Field(default=",", min_length=1, max_length=1)
+    quotechar: str = Field(default='"', min_length=1, max_length=1)
+
+
+@register_connector("csv")
+class CsvSource(Source):
+    """Read a CSV file row by row.
+
+    Options:
+        path: the file.
+        fields: column names when the file has no header row (default: read the header).
+        delimiter, quotechar: the CSV dialect (default ``,`` and ``"``).
+        strict: a row with more or fewer fields than the header is an error (default
+            true); when false, missing fields are ``None`` and extra ones are dropped.
+        encoding: the text encoding (default UTF-8; a byte-order mark is ignored).
+    """
+
+    class Config(_Dialect):
+        fields: list[str] | None = None
+        strict: bool = True
+
+    config: Config
+
+    def each(self, cursor: Any = None) -> Iterator[Message]:
+        cfg, what = self.config, "csv source"
+        with open_source(cfg.path, what) as file:
+            lines = LineReader(file)
+            rows = csv.reader(self._decoded(lines), delimiter=cfg.delimiter,
+                              quotechar=cfg.quotechar, strict=True)
+            header = cfg.fields or self._header(rows, lines)
+            seek_cursor(file, lines, cursor, what, cfg.path)
+            width = len(header)
+            while True:
+                try:
+                    row = next(rows)
+                except StopIteration:
+                    return
+                except csv.Error as exc:
+                    raise line_error(what, cfg.path, lines.line, f"malformed CSV: {exc}") from exc
+                if not row:
+                    continue
+                values: list[str | None] = row  # type: ignore[assignment]
+                if len(row) != width:
+                    if cfg.strict:
+                        raise line_error(
+                            what, cfg.path, lines.line,
+                            f"expected {width} fields ({', '.join(header)}), got {len(row)}",
+                        )
+                    values = [*row[:width], *([None] * (width - len(row)))]
+                message = Row(zip(header, values, strict=True))
+                message.position = lines.position
+                yield message
+
+    def _decoded(self, lines: LineReader) -> Iterator[str]:
+        encoding = self.config.encoding
+        for raw in lines:
+            try:
+                yield raw.decode(encoding)
+            except UnicodeDecodeError as exc:
+                raise line_error(
+                    "csv source", self.config.path, lines.line,
+                    f"cannot decode as {encoding}: {exc}",
+                ) from exc
+
+    def _header(self, rows: Iterator[list[str]], lines: LineReader) -> list[str]:
+        try:
+            header = next(rows)
+        except StopIteration:
+            return []
+        except csv.Error as exc:
+            raise line_error("csv source", self.config.path, lines.line,
+                             f"malformed header: {exc}") from exc
+        if header:
+            header[0] = header[0].removeprefix("\ufeff")
+        if len(set(header)) != len(header):
+            raise line_error("csv source", self.config.path, lines.line,
+                             f"duplicate column names in header {header}")
+        return header
+
+
+@register_connector("csv")
+class CsvSink(Sink):
+    """Write records as CSV rows.
+
+    Options:
+        path: the file (created with its folders when missing).
+        fields: the columns, in order. Default: the existing file's header, else the first
+            record's keys. A record with a key outside them is rejected (``RecordRejected``).
+        header: write a header row into a new or empty file (default true).
+        mode: ``"append"`` (default) or ``"overwrite"``.
+        delimiter, quotechar, fsync, encoding: as for the source.
+
+    ``None`` is written as an empty field.
+    """
+
+    class Config(FileSinkConfig):
+        fields: list[str] | None = None
+        header: bool = True
+        delimiter: str = Field(default=",", min_length=1, max_length=1)
+        quotechar: str = Field(default='"', min_length=1, max_length=1)
+
+    config: Config
+
+    def _setup(self) -> None:
+        self._file = DurableFile(self.config, "csv sink")
+        self._fields: list[str] | None = list(self.config.fields) if self.config.fields else None
+        self._buffer = io.StringIO()
+        self._writer = csv.writer(self._buffer, delimiter=self.config.delimiter,
+                                  quotechar=self.config.quotechar, lineterminator="\n")
+        self._pending = 0
+        self._header_due: bool | None = None
+
+    def write_batch(self, records: Iterable[Message | Mapping[str, Any]]) -> None:
+        for record in records:
+            data = as_record(record)
+            fields = self._fields_for(data)
+            extra = data.keys() - set(fields)
+            if extra:
+                self.reject(RecordRejected(
+                    f"csv sink: record has field(s) {sorted(extra)} outside the columns "
+                    f"{fields}", record=record, key=record_key(record),
+                ))
+                continue
+            self._writer.writerow([_cell(data.get(f)) for f in fields])
+            self._pending += 1
+
+    def write(self, record: Message | Mapping[str, Any]) -> None:
+        self.write_batch((record,))
+
+    def _fields_for(self, first: Mapping[str, Any]) -> list[str]:
+        if self._fields is None:
+            self._fields = self._existing_header() or list(first.keys())
+        return self._fields
+
+    def _existing_header(self) -> list[str] | None:
+        if self.config.mode == "overwrite" or self._file.size() == 0:
+            return None
+        with self.config.path.open(encoding=self.config.encoding, newline="") as file:
+            header = next(csv.reader(file, delimiter=self.config.delimiter,
+                                     quotechar=self.config.quotechar), None)
+        self._header_due = False
+        return header
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        text = self._buffer.getvalue()
+        self._buffer.seek(0)
+        self._buffer.truncate()
+        self._pending = 0
+        if self._header_due is None:
+            self._header_due = self.config.header and self._file.size() == 0
+        if self._header_due:
+            head = io.StringIO()
+            csv.writer(head, delimiter=self.config.delimiter, quotechar=self.config.quotechar,
+                       lineterminator="\n").writerow(self._fields or [])
+            text = head.getvalue() + text
+            self._header_due = False
+        try:
+            data = text.encode(self.config.encoding)
+        except UnicodeEncodeError as exc:
+            raise SinkError(f"csv sink: cannot encode a row as {self.config.encoding}: {exc}") \
+                from exc
+        self._file.append(data)
+
+    def discard(self) -> None:
+        self._buffer.seek(0)
+        self._buffer.truncate()
+        self._pending = 0
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        finally:
+            self._file.close()
+
+
+def _cell(value: Any) -> Any:
+    return "" if value is None else value

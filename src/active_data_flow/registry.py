@@ -1,0 +1,240 @@
+"""Type-name registries for connectors and runtimes, fed by entry points.
+
+A stored spec names its class by a short type name (``{"type": "jsonl", ...}``), never by an
+import path. Names resolve through two registries:
+
+* classes registered in this process with :func:`register_connector` /
+  :func:`register_runtime` (both also work as class decorators);
+* the entry-point groups ``active_data_flow.connectors`` and ``active_data_flow.runtimes``,
+  which the built-in integrations and third-party plugins use. An entry point's object is
+  a module (importing it registers its classes) or a class. Entry points are loaded lazily,
+  only when their name is first looked up, and once.
+
+A connector type name may stand for a source, a sink or both (``jsonl`` is both), so connector
+lookups name the role.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from importlib import metadata
+from typing import TYPE_CHECKING, Literal, TypeVar, overload
+
+from active_data_flow.errors import (
+    AlreadyRegistered,
+    ConfigurationError,
+    ConnectorNotFound,
+    RuntimeNotFound,
+)
+
+if TYPE_CHECKING:
+    from active_data_flow.connector import Connector
+    from active_data_flow.runtime import Runtime
+
+__all__ = [
+    "CONNECTOR_GROUP",
+    "RUNTIME_GROUP",
+    "Role",
+    "available_connectors",
+    "available_runtimes",
+    "connector_class",
+    "register_connector",
+    "register_runtime",
+    "runtime_class",
+]
+
+log = logging.getLogger(__name__)
+
+CONNECTOR_GROUP = "active_data_flow.connectors"
+RUNTIME_GROUP = "active_data_flow.runtimes"
+COMMAND_GROUP = "active_data_flow.commands"
+
+Role = Literal["source", "sink"]
+
+_connectors: dict[tuple[Role, str], type[Connector]] = {}
+_runtimes: dict[str, type[Runtime]] = {}
+_loaded: set[tuple[str, str]] = set()
+_lock = threading.RLock()
+
+C = TypeVar("C", bound="type[Connector]")
+R = TypeVar("R", bound="type[Runtime]")
+
+
+@overload
+def register_connector(cls: C, name: str | None = None) -> C: ...
+@overload
+def register_connector(cls: str | None = None) -> Callable[[C], C]: ...
+
+
+def register_connector(cls: C | str | None = None, name: str | None = None) -> C | Callable[[C], C]:
+    """Register a Source or Sink subclass under a type name.
+
+    Use as a function (``register_connector(MySink, "mine")``) or a decorator
+    (``@register_connector("mine")`` or bare ``@register_connector``, which uses the class's
+    ``type_name``). Returns the class.
+
+    Raises:
+        AlreadyRegistered: another class holds that name for the same role.
+    """
+    if cls is None or isinstance(cls, str):
+        decorator_name = cls
+
+        def decorate(klass: C) -> C:
+            return register_connector(klass, decorator_name)
+
+        return decorate
+    type_name = _type_name(cls, name)
+    role = cls.role
+    with _lock:
+        existing = _connectors.get((role, type_name))
+        if existing is not None and existing is not cls:
+            raise AlreadyRegistered(
+                f"{role} type {type_name!r} is already registered by "
+                f"{existing.__module__}.{existing.__qualname__}"
+            )
+        _connectors[(role, type_name)] = cls
+    return cls
+
+
+@overload
+def register_runtime(cls: R, name: str | None = None) -> R: ...
+@overload
+def register_runtime(cls: str | None = None) -> Callable[[R], R]: ...
+
+
+def register_runtime(cls: R | str | None = None, name: str | None = None) -> R | Callable[[R], R]:
+    """Register a Runtime subclass under a type name; like :func:`register_connector`."""
+    if cls is None or isinstance(cls, str):
+        decorator_name = cls
+
+        def decorate(klass: R) -> R:
+            return register_runtime(klass, decorator_name)
+
+        return decorate
+    type_name = _type_name(cls, name)
+    with _lock:
+        existing = _runtimes.get(type_name)
+        if existing is not None and existing is not cls:
+            raise AlreadyRegistered(
+                f"runtime type {type_name!r} is already registered by "
+                f"{existing.__module__}.{existing.__qualname__}"
+            )
+        _runtimes[type_name] = cls
+    return cls
+
+
+def _type_name(cls: type[Connector] | type[Runtime], name: str | None) -> str:
+    type_name = name or cls.__dict__.get("type_name")
+    if not type_name or not isinstance(type_name, str):
+        raise ConfigurationError(
+            f"{cls.__qualname__} has no type name: pass one or set `type_name`", option="type_name"
+        )
+    if name:  # the registered name is the class's name from now on (for to_dict)
+        cls.type_name = name
+    return type_name
+
+
+def connector_class(type_name: str, role: Role) -> type[Connector]:
+    """The class registered for ``type_name`` in ``role`` (``"source"`` or ``"sink"``).
+
+    Raises:
+        ConnectorNotFound: nothing is registered under that name, listing what is.
+    """
+    if not isinstance(type_name, str) or not type_name:
+        raise ConnectorNotFound(f"connector type must be a non-empty string, got {type_name!r}")
+    with _lock:
+        found = _connectors.get((role, type_name))
+        if found is None:
+            _load_entry_point(CONNECTOR_GROUP, type_name)
+            found = _connectors.get((role, type_name))
+    if found is None:
+        known = ", ".join(available_connectors(role)) or "none"
+        other: Role = "sink" if role == "source" else "source"
+        hint = f" (it is a {other} type)" if (other, type_name) in _connectors else ""
+        raise ConnectorNotFound(
+            f"unknown {role} type {type_name!r}{hint}; known {role} types: {known}", option="type"
+        )
+    return found
+
+
+def runtime_class(type_name: str) -> type[Runtime]:
+    """The runtime class registered for ``type_name``.
+
+    Raises:
+        RuntimeNotFound: nothing is registered under that name, listing what is.
+    """
+    if not isinstance(type_name, str) or not type_name:
+        raise RuntimeNotFound(f"runtime type must be a non-empty string, got {type_name!r}")
+    with _lock:
+        found = _runtimes.get(type_name)
+        if found is None:
+            _load_entry_point(RUNTIME_GROUP, type_name)
+            found = _runtimes.get(type_name)
+    if found is None:
+        known = ", ".join(available_runtimes()) or "none"
+        raise RuntimeNotFound(
+            f"unknown runtime type {type_name!r}; known runtime types: {known}", option="type"
+        )
+    return found
+
+
+def available_connectors(role: Role | None = None) -> list[str]:
+    """Type names of the usable connectors (for ``role``, when given).
+
+    Loads every advertised entry point; one whose package fails to import is left out.
+    """
+    _load_all(CONNECTOR_GROUP)
+    return sorted({n for (r, n) in _connectors if role is None or r == role})
+
+
+def available_runtimes() -> list[str]:
+    """Type names of the usable runtimes (entry points that fail to import are left out)."""
+    _load_all(RUNTIME_GROUP)
+    return sorted(_runtimes)
+
+
+def _load_all(group: str) -> None:
+    for ep in _entry_points(group):
+        try:
+            with _lock:
+                _load_entry_point(group, ep.name)
+        except ConfigurationError as exc:
+            log.debug("entry point %s unavailable: %s", ep.name, exc)
+
+
+def _entry_points(group: str) -> list[metadata.EntryPoint]:
+    return list(metadata.entry_points(group=group))
+
+
+def _load_entry_point(group: str, name: str) -> None:
+    """Import the entry point ``name`` of ``group`` once; it registers what it provides."""
+    if (group, name) in _loaded:
+        return
+    _loaded.add((group, name))
+    for ep in metadata.entry_points(group=group, name=name):
+        try:
+            obj = ep.load()
+        except ImportError as exc:
+            dist = ep.dist.name if ep.dist else "its package"
+            raise ConfigurationError(
+                f"{group.rsplit('.', 1)[-1][:-1]} type {name!r} is provided by {dist} "
+                f"({ep.value}) but cannot be imported: {exc}. "
+                f"Is its extra installed? e.g. pip install 'active-data-flow[{name}]'",
+                option="type",
+            ) from exc
+        _register_loaded(group, name, obj)
+
+
+def _register_loaded(group: str, name: str, obj: object) -> None:
+    from active_data_flow.connector import Connector
+    from active_data_flow.runtime import Runtime
+
+    if isinstance(obj, type):
+        if group == CONNECTOR_GROUP and issubclass(obj, Connector):
+            register_connector(obj, name)
+        elif group == RUNTIME_GROUP and issubclass(obj, Runtime):
+            register_runtime(obj, name)
+        else:
+            log.warning("entry point %s in %s is not a connector or runtime", name, group)

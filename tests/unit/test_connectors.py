@@ -1,0 +1,159 @@
+"""Connector options, specs and the registry."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from active_data_flow import Sink, Source, register_connector
+from active_data_flow.connector import SinkConfig, SourceConfig
+from active_data_flow.connectors.csv import CsvSink, CsvSource
+from active_data_flow.connectors.jsonl import JsonLinesSink, JsonLinesSource
+from active_data_flow.connectors.memory import MemorySink, MemorySource
+from active_data_flow.errors import AlreadyRegistered, ConfigurationError, ConnectorNotFound
+from active_data_flow.registry import available_connectors, connector_class
+
+
+def test_a_missing_option_is_named() -> None:
+    with pytest.raises(ConfigurationError, match="option 'path' is required") as err:
+        JsonLinesSource()
+    assert err.value.option == "path"
+
+
+def test_an_unknown_option_is_named_with_the_valid_ones() -> None:
+    with pytest.raises(ConfigurationError, match=r"unknown option 'pth' \(options: path") as err:
+        JsonLinesSink(pth="x.jsonl")
+    assert err.value.option == "pth"
+
+
+def test_a_wrongly_typed_option_is_named() -> None:
+    with pytest.raises(ConfigurationError, match="option 'fsync'") as err:
+        JsonLinesSink(path="x", fsync="sometimes")
+    assert err.value.option == "fsync"
+    with pytest.raises(ConfigurationError, match="option 'mode'"):
+        CsvSink(path="x", mode="rewrite")
+    with pytest.raises(ConfigurationError, match="option 'records'"):
+        MemorySource(records="not a list")
+
+
+def test_from_dict_resolves_type_names_without_imports() -> None:
+    source = Source.from_dict({"type": "jsonl", "config": {"path": "in.jsonl"}})
+    assert isinstance(source, JsonLinesSource)
+    sink = Sink.from_dict({"type": "csv", "config": {"path": "out.csv"}})
+    assert isinstance(sink, CsvSink)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"type": "nope"}, "unknown source type 'nope'; known source types: .*jsonl"),
+        ({"config": {}}, "no 'type'"),
+        ({"type": "jsonl", "config": []}, "'config' must be a mapping"),
+        ({"type": "jsonl", "config": {}, "extra": 1}, "unknown key"),
+        ({"type": "jsonl", "config": {"path": 3j}}, "option 'path'"),
+        ("jsonl", "must be a mapping"),
+        ({"type": ""}, "non-empty string"),
+    ],
+)
+def test_malformed_specs_are_configuration_errors(spec: Any, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        Source.from_dict(spec)
+
+
+def test_unknown_type_is_a_connector_not_found() -> None:
+    with pytest.raises(ConnectorNotFound):
+        connector_class("no-such-connector", "sink")
+
+
+def test_registering_twice_under_one_name_is_refused() -> None:
+    class One(Sink):
+        pass
+
+    class Two(Sink):
+        pass
+
+    register_connector(One, "test-dup")
+    register_connector(One, "test-dup")  # the same class again is fine
+    with pytest.raises(AlreadyRegistered, match="test-dup"):
+        register_connector(Two, "test-dup")
+
+
+def test_decorator_registration_and_listing() -> None:
+    @register_connector("test-upper")
+    class Upper(Source):
+        class Config(SourceConfig):
+            word: str
+
+        def each(self, cursor: Any = None) -> Any:
+            yield from ()
+
+    assert connector_class("test-upper", "source") is Upper
+    assert Upper(word="a").to_dict() == {"type": "test-upper", "config": {"word": "a"}}
+    assert "test-upper" in available_connectors("source")
+    assert "test-upper" not in available_connectors("sink")
+
+
+def test_unregistered_connectors_have_no_spec() -> None:
+    class Loose(Sink):
+        class Config(SinkConfig):
+            pass
+
+    with pytest.raises(ConfigurationError, match="not registered"):
+        Loose().to_dict()
+
+
+def test_sinks_and_sources_are_context_managers(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    with JsonLinesSink(path=path) as sink:
+        sink.write({"a": 1})
+    assert path.read_text() == '{"a":1}\n'  # close() flushed
+    with JsonLinesSource(path=path) as source:
+        assert [m.data for m in source] == [{"a": 1}]
+
+
+# -- round trips ---------------------------------------------------------------------------
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=8,
+)
+records = st.lists(st.dictionaries(st.text(min_size=1), json_values, max_size=4), max_size=5)
+paths = st.from_regex(r"[a-z]{1,8}/[a-z]{1,8}\.(jsonl|csv)", fullmatch=True)
+
+
+def _round_trip(connector: Source | Sink) -> None:
+    spec = connector.to_dict()
+    assert json.loads(json.dumps(spec)) == spec  # JSON-safe
+    base = Source if isinstance(connector, Source) else Sink
+    rebuilt = base.from_dict(spec)
+    assert type(rebuilt) is type(connector)
+    assert rebuilt.config == connector.config
+    assert rebuilt.to_dict() == spec
+
+
+@given(records)
+def test_memory_source_round_trips(rows: list[dict[str, Any]]) -> None:
+    _round_trip(MemorySource(records=rows))
+
+
+@given(st.text(min_size=1, max_size=50))
+def test_memory_sink_round_trips(name: str) -> None:
+    _round_trip(MemorySink(name=name))
+
+
+@given(paths, st.sampled_from(["utf-8", "latin-1"]))
+def test_file_sources_round_trip(path: str, encoding: str) -> None:
+    _round_trip(JsonLinesSource(path=path, encoding=encoding))
+    _round_trip(CsvSource(path=path, encoding=encoding, delimiter=";", strict=False))
+    _round_trip(CsvSource(path=path, fields=["a", "b"]))
+
+
+@given(paths, st.sampled_from(["append", "overwrite"]), st.booleans())
+def test_file_sinks_round_trip(path: str, mode: str, fsync: bool) -> None:
+    _round_trip(JsonLinesSink(path=path, mode=mode, fsync=fsync))
+    _round_trip(CsvSink(path=path, mode=mode, fsync=fsync, fields=["a"], header=False))
