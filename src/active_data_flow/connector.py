@@ -225,6 +225,21 @@ class Sink(Connector):
     def flush(self) -> None:
         """Store everything written so far durably."""
 
+    def flush_with(self, hook: Callable[[Any], bool]) -> bool:
+        """Flush, letting ``hook`` write in the same transaction, before it commits.
+
+        A sink backed by a transactional store calls ``hook(handle)`` (for SQL sinks: the
+        SQLAlchemy ``Connection`` holding the batch's transaction) just before committing,
+        and returns what the hook returned. That is how a runtime commits a flow's cursor
+        atomically with the batch it covers when both live in one database. If the hook
+        raises, nothing of the batch is committed.
+
+        The default (sinks without transactions) flushes and returns ``False`` without
+        calling the hook; the runner then saves the cursor after the flush.
+        """
+        self.flush()
+        return False
+
     def discard(self) -> None:
         """Drop records written but not yet flushed (a failed run calls this before close)."""
 

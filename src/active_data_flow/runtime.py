@@ -24,11 +24,29 @@ from active_data_flow.errors import ConfigurationError, FlowRunError, RecordReje
 from active_data_flow.flow import DataFlow, RunResult
 from active_data_flow.message import Message, Untyped, as_record
 
-__all__ = ["Runner", "Runtime", "RuntimeConfig"]
+__all__ = ["Checkpoint", "Runner", "Runtime", "RuntimeConfig"]
 
 log = logging.getLogger(__name__)
 
 _CRON_FIELD = re.compile(r"^[\d*/,\-A-Za-z?LW#]+$")
+
+
+class Checkpoint:
+    """Where a run saves its cursor after each durable batch.
+
+    A plain callable ``checkpoint(cursor)`` works too; subclass this to also commit the cursor
+    *inside* the sink's transaction when the sink writes to the same database (exactly-once):
+    the runner then calls ``sink.flush_with(lambda handle: checkpoint.within(handle, cursor))``
+    and falls back to ``checkpoint(cursor)`` after the flush when ``within`` returns False.
+    """
+
+    def __call__(self, cursor: Any) -> None:
+        """Save ``cursor``; the batch it covers is already durable."""
+        raise NotImplementedError
+
+    def within(self, handle: Any, cursor: Any) -> bool:
+        """Save ``cursor`` through the sink's transaction ``handle`` if it can; say whether."""
+        return False
 
 
 class RuntimeConfig(BaseModel):
@@ -216,16 +234,13 @@ class Runner:
                 if out:
                     for sink in sinks:
                         sink.write_batch(out)
-                for sink in all_sinks:
-                    sink.flush()
-                # The batch is durable; only now may the cursor cover it.
+                self._commit(sinks, dead, position, checkpoint)
+                # The batch is durable and the cursor saved; only now does the tally move.
                 tally.read += count
                 tally.written += len(out)
                 tally.batches += 1
                 if position is not None:
                     tally.cursor = position
-                    if checkpoint is not None:
-                        checkpoint(position)
                 if on_progress is not None:
                     on_progress(tally.result(flow.name))
                 if stop is not None and stop.is_set():
@@ -235,6 +250,33 @@ class Runner:
             return False
         finally:
             _close_all(source, all_sinks, ok)
+
+    def _commit(
+        self,
+        sinks: list[Sink],
+        dead: Sink | None,
+        position: Any,
+        checkpoint: Callable[[Any], None] | None,
+    ) -> None:
+        """Flush every sink, then save the cursor (in the last sink's transaction if possible).
+
+        Dead letters are flushed first: a message is never counted as handled before the
+        record of its failure is stored.
+        """
+        if dead is not None:
+            dead.flush()
+        *others, last = sinks
+        for sink in others:
+            sink.flush()
+        if position is None or checkpoint is None:
+            last.flush()
+            return
+        if isinstance(checkpoint, Checkpoint):
+            if last.flush_with(lambda handle: checkpoint.within(handle, position)):
+                return
+        else:
+            last.flush()
+        checkpoint(position)
 
     def _transform(
         self,

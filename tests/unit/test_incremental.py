@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from active_data_flow import DataFlow, FlowRunError
 from active_data_flow.connectors.jsonl import JsonLinesSink, JsonLinesSource
 from active_data_flow.connectors.memory import MemorySink, MemorySource
+from active_data_flow.runtime import Checkpoint
 from active_data_flow.runtimes.inline import Inline
 from active_data_flow.testing import FaultySink
 
@@ -135,3 +136,35 @@ def test_a_second_run_reads_only_new_lines(tmp_path: Path) -> None:
     assert (second.read, second.cursor) == (1, {"line": 3, "offset": 30})
     assert target_path.read_text() == '{"id":1}\n{"id":2}\n{"id":3}\n'
     assert Copy().run(cursor=second.cursor).read == 0
+
+
+def test_a_transactional_checkpoint_commits_inside_the_sinks_transaction() -> None:
+    """Exactly-once hook: the cursor is saved through the sink's transaction handle."""
+    events: list[str] = []
+
+    class TransactionalSink(MemorySink):
+        def flush_with(self, hook: Any) -> bool:
+            events.append("begin")
+            saved = hook("txn-handle")
+            self.flush()
+            events.append("commit")
+            return saved
+
+    class SameDatabase(Checkpoint):
+        def __call__(self, cursor: Any) -> None:
+            events.append(f"after commit {cursor}")
+
+        def within(self, handle: Any, cursor: Any) -> bool:
+            events.append(f"{handle} {cursor}")
+            return cursor != 3  # pretend the last batch goes elsewhere
+
+    flow_class = type("Copy", (DataFlow,), {
+        "source": MemorySource(records=[{"id": i} for i in range(4)]),
+        "sink": TransactionalSink(),
+        "runtime": Inline(batch_size=2),
+    })
+    flow_class().run(checkpoint=SameDatabase())
+    assert events == [
+        "begin", "txn-handle 1", "commit",
+        "begin", "txn-handle 3", "commit", "after commit 3",
+    ]
