@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from importlib import metadata
 from typing import TYPE_CHECKING, Literal, TypeVar, overload
 
@@ -43,6 +45,8 @@ __all__ = [
     "register_connector",
     "register_runtime",
     "runtime_class",
+    "specs_trusted",
+    "untrusted_specs",
 ]
 
 log = logging.getLogger(__name__)
@@ -57,6 +61,29 @@ _connectors: dict[tuple[Role, str], type[Connector]] = {}
 _runtimes: dict[str, type[Runtime]] = {}
 _loaded: set[tuple[str, str]] = set()
 _lock = threading.RLock()
+
+_trusted: ContextVar[bool] = ContextVar("active_data_flow_specs_trusted", default=True)
+
+
+@contextmanager
+def untrusted_specs() -> Iterator[None]:
+    """Build connectors from specs that came from outside the application's code.
+
+    Inside this block, connectors must not import arbitrary code named by their options:
+    the SQLAlchemy connectors, for instance, accept only models the application registered.
+    The flow store and the web API wrap every spec they build in it.
+    """
+    token = _trusted.set(False)
+    try:
+        yield
+    finally:
+        _trusted.reset(token)
+
+
+def specs_trusted() -> bool:
+    """False inside :func:`untrusted_specs`: options may only name registered things."""
+    return _trusted.get()
+
 
 C = TypeVar("C", bound="type[Connector]")
 R = TypeVar("R", bound="type[Runtime]")

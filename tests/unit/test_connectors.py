@@ -157,3 +157,12 @@ def test_file_sources_round_trip(path: str, encoding: str) -> None:
 def test_file_sinks_round_trip(path: str, mode: str, fsync: bool) -> None:
     _round_trip(JsonLinesSink(path=path, mode=mode, fsync=fsync))
     _round_trip(CsvSink(path=path, mode=mode, fsync=fsync, fields=["a"], header=False))
+
+
+def test_untrusted_specs_is_a_scoped_flag() -> None:
+    from active_data_flow.registry import specs_trusted, untrusted_specs
+
+    assert specs_trusted()
+    with untrusted_specs():
+        assert not specs_trusted()
+    assert specs_trusted()
