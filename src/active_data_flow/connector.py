@@ -21,6 +21,7 @@ registry, so flows stored in a database or received over HTTP name connectors by
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from itertools import islice
 from types import TracebackType
 from typing import Any, ClassVar, Literal, Self
@@ -35,10 +36,12 @@ __all__ = [
     "Batch",
     "Connector",
     "ConnectorConfig",
+    "Partition",
     "Sink",
     "SinkConfig",
     "Source",
     "SourceConfig",
+    "check_parts",
     "config_error",
 ]
 
@@ -65,6 +68,18 @@ class Batch(list[Message]):
     def __init__(self, messages: Iterable[Message] = (), position: Any = None) -> None:
         super().__init__(messages)
         self.position = position
+
+
+@dataclass(frozen=True, slots=True)
+class Partition:
+    """One independent part of a split source: the source and the cursor to start after."""
+
+    source: Source
+    cursor: Any = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe spec: ``{"source": {...}, "cursor": ...}``."""
+        return {"source": self.source.to_dict(), "cursor": self.cursor}
 
 
 class Connector:
@@ -155,8 +170,9 @@ class Source(Connector):
     """Base class of sources: something that yields messages.
 
     Subclasses declare ``Config`` and implement :meth:`each`. A source that can resume sets
-    ``message.position`` on what it yields and accepts that position back as ``cursor``.
-    Sources that can read faster in bulk override :meth:`batches`.
+    ``message.position`` on what it yields and accepts that position back as ``cursor``. A
+    source that can cut itself into independent parts (for parallel, partitioned runs)
+    implements :meth:`split`.
     """
 
     role = "source"
@@ -174,7 +190,7 @@ class Source(Connector):
         return self.each()
 
     def batches(self, size: int, cursor: Any = None) -> Iterator[Batch]:
-        """Yield lists of up to ``size`` messages, each with the position where it ends."""
+        """Yield lists of up to ``size`` messages; ``batch.position`` is where each ends."""
         it = self.each(cursor)
         while chunk := Batch(islice(it, size)):
             chunk.position = chunk[-1].position
@@ -183,6 +199,21 @@ class Source(Connector):
     def count(self) -> int | None:
         """How many messages a full read yields, when known cheaply (for progress bars)."""
         return None
+
+    def split(self, parts: int, cursor: Any = None) -> list[Partition]:
+        """Cut what is left to read after ``cursor`` into at most ``parts`` partitions.
+
+        Each partition is a source reading a disjoint range, plus the cursor to start it
+        with; together they yield exactly what ``each(cursor)`` would. A partition is run
+        and checkpointed on its own (its positions resume it alone). Sources that cannot
+        split return one partition: a clone and the given cursor. Fewer partitions than
+        asked is fine (little data, or few distinct keys).
+
+        Raises:
+            ConfigurationError: ``parts`` is not a positive integer.
+        """
+        check_parts(parts)
+        return [Partition(self.clone(), cursor)]
 
 
 class Sink(Connector):
@@ -246,6 +277,14 @@ class Sink(Connector):
     def close(self) -> None:
         """Flush what is left and release resources."""
         self.flush()
+
+
+def check_parts(parts: Any) -> int:
+    """Validate a partition count."""
+    if not isinstance(parts, int) or isinstance(parts, bool) or parts < 1:
+        raise ConfigurationError(f"parts must be a positive integer, got {parts!r}",
+                                 option="parts")
+    return parts
 
 
 def _split_spec(spec: Mapping[str, Any], what: str) -> tuple[str, dict[str, Any]]:

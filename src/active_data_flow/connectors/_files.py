@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import Decimal
@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import IO, Any, Literal
 from uuid import UUID
 
-from active_data_flow.connector import SinkConfig, SourceConfig
+from pydantic import Field
+
+from active_data_flow.connector import Partition, SinkConfig, Source, SourceConfig
 from active_data_flow.errors import ConfigurationError, SinkError, SourceError
 
 log = logging.getLogger(__name__)
@@ -41,10 +43,14 @@ class FileSourceConfig(SourceConfig):
     Attributes:
         path: the file to read.
         encoding: its text encoding.
+        start_offset: read only records that begin at or after this byte (a partition).
+        end_offset: read only records that begin before this byte (a partition).
     """
 
     path: Path
     encoding: str = "utf-8"
+    start_offset: int = Field(default=0, ge=0)
+    end_offset: int | None = Field(default=None, ge=0)
 
 
 class FileSinkConfig(SinkConfig):
@@ -66,17 +72,35 @@ class FileSinkConfig(SinkConfig):
 
 @dataclass
 class LineReader:
-    """Iterate over the raw lines of a binary file, tracking line number and byte offset."""
+    """Iterate over the raw lines of a binary file, tracking line number and byte offset.
+
+    With ``end`` set, stops before the first line that begins at or after ``end``.
+    """
 
     file: IO[bytes]
     line: int = 0
     offset: int = 0
+    end: int | None = None
 
     def __iter__(self) -> Iterator[bytes]:
         for raw in self.file:
+            if self.end is not None and self.offset >= self.end:
+                return
             self.line += 1
             self.offset += len(raw)
             yield raw
+
+    def skip_to(self, start: int) -> None:
+        """Move to the first line that begins at or after byte ``start``.
+
+        Partitions cut the file at arbitrary bytes; a line that straddles the cut belongs
+        to the partition in which it begins (the classic split rule), so the reader moves
+        past the end of the line containing byte ``start - 1``.
+        """
+        if start <= self.offset:
+            return
+        self.file.seek(start - 1)
+        self.offset = start - 1 + len(self.file.readline())
 
     @property
     def position(self) -> dict[str, int]:
@@ -115,7 +139,7 @@ def open_source(path: Path, what: str) -> IO[bytes]:
 def seek_cursor(file: IO[bytes], reader: LineReader, cursor: Any, what: str, path: Path) -> None:
     """Position ``file`` after ``cursor``, refusing cursors beyond the end of the file."""
     line, offset = file_cursor(cursor, what)
-    if cursor is None:
+    if cursor is None or offset <= reader.offset:
         return
     size = os.fstat(file.fileno()).st_size
     if offset > size:
@@ -243,3 +267,56 @@ def line_error(what: str, path: Path, line: int, problem: str) -> SourceError:
     """A source error that names the file and the line at fault."""
     return SourceError(f"{what}: {path} line {line}: {problem}")
 
+
+
+def byte_ranges(first: int, size: int, parts: int) -> list[tuple[int, int | None]]:
+    """Cut bytes ``[first, size)`` into at most ``parts`` ranges; the last one is open-ended
+    (it also reads what is appended to the file after the split)."""
+    length = max(0, size - first)
+    parts = max(1, min(parts, length))
+    step = length // parts if parts else length
+    cuts = [first + i * step for i in range(parts)]
+    return [(start, cuts[i + 1] if i + 1 < parts else None) for i, start in enumerate(cuts)]
+
+
+def start_of(cursor: Any, what: str, default: int) -> int:
+    """The byte a read after ``cursor`` starts at (``default`` without a cursor)."""
+    return default if cursor is None else max(default, file_cursor(cursor, what)[1])
+
+
+def split_file(
+    source: Source,
+    parts: int,
+    cursor: Any,
+    *,
+    first: int,
+    align: Callable[[IO[bytes], int, list[int]], list[int]] | None = None,
+) -> list[Partition]:
+    """Partitions of a file source by byte ranges, starting after ``cursor``.
+
+    ``align(file, start, cuts)`` moves each cut to the next record boundary, for formats
+    whose records may span lines (``start`` is a known boundary).
+    """
+    config = source.config
+    assert isinstance(config, FileSourceConfig)
+    what = f"{source.type_name} source"
+    try:
+        size = config.path.stat().st_size
+    except OSError as exc:
+        raise SourceError(f"{what}: cannot split {config.path}: {exc.strerror or exc}") from exc
+    start = start_of(cursor, what, first)
+    stop = size if config.end_offset is None else min(size, config.end_offset)
+    ranges = byte_ranges(start, stop, parts)
+    if align is not None and len(ranges) > 1:
+        with config.path.open("rb") as file:
+            cuts = sorted({start, *align(file, start, [lo for lo, _ in ranges[1:]])})
+        cuts = [c for c in cuts if c < stop] or [start]
+        ends: list[int | None] = [*cuts[1:], None]
+        ranges = list(zip(cuts, ends, strict=True))
+    if config.end_offset is not None:  # a partition split again keeps its own end
+        ranges[-1] = (ranges[-1][0], config.end_offset)
+    options = config.model_dump()
+    return [
+        Partition(type(source)(**{**options, "start_offset": lo, "end_offset": hi}))
+        for lo, hi in ranges
+    ]

@@ -11,11 +11,11 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from typing import IO, Any
 
 from pydantic import Field
 
-from active_data_flow.connector import Sink, Source
+from active_data_flow.connector import Partition, Sink, Source, check_parts
 from active_data_flow.connectors._files import (
     DurableFile,
     FileSinkConfig,
@@ -24,6 +24,7 @@ from active_data_flow.connectors._files import (
     line_error,
     open_source,
     seek_cursor,
+    split_file,
 )
 from active_data_flow.errors import RecordRejected, SinkError
 from active_data_flow.message import Message, Row, as_record, record_key
@@ -63,9 +64,15 @@ class CsvSource(Source):
             rows = csv.reader(self._decoded(lines), delimiter=cfg.delimiter,
                               quotechar=cfg.quotechar, strict=True)
             header = cfg.fields or self._header(rows, lines)
+            lines.skip_to(cfg.start_offset)
             seek_cursor(file, lines, cursor, what, cfg.path)
             width = len(header)
+            end = cfg.end_offset
             while True:
+                # A partition owns the records that *begin* before its end; a quoted field
+                # may carry the last one past it.
+                if end is not None and lines.offset >= end:
+                    return
                 try:
                     row = next(rows)
                 except StopIteration:
@@ -85,6 +92,44 @@ class CsvSource(Source):
                 message = Row(zip(header, values, strict=True))
                 message.position = lines.position
                 yield message
+
+    def split(self, parts: int, cursor: Any = None) -> list[Partition]:
+        """Cut the file into byte ranges at record boundaries (after the header).
+
+        When the file contains the quote character, a quoted field may span lines, so the
+        cuts are aligned by parsing the file once; otherwise every line start is a record
+        start and no parsing is needed.
+        """
+        check_parts(parts)
+        first = max(self.config.start_offset, self._header_end())
+        return split_file(self, parts, cursor, first=first, align=self._align)
+
+    def _header_end(self) -> int:
+        if self.config.fields:
+            return 0
+        with open_source(self.config.path, "csv source") as file:
+            lines = LineReader(file)
+            self._header(csv.reader(self._decoded(lines), delimiter=self.config.delimiter,
+                                    quotechar=self.config.quotechar), lines)
+            return lines.offset
+
+    def _align(self, file: IO[bytes], start: int, cuts: list[int]) -> list[int]:
+        if not _contains(file, start, self.config.quotechar.encode(self.config.encoding)):
+            return cuts  # every line start is a record start
+        file.seek(start)
+        lines = LineReader(file, offset=start)
+        rows = csv.reader(self._decoded(lines), delimiter=self.config.delimiter,
+                          quotechar=self.config.quotechar)
+        aligned: list[int] = []
+        pending = iter(sorted(cuts))
+        cut = next(pending, None)
+        for _ in rows:
+            while cut is not None and lines.offset >= cut:
+                aligned.append(lines.offset)
+                cut = next(pending, None)
+            if cut is None:
+                break
+        return aligned
 
     def _decoded(self, lines: LineReader) -> Iterator[str]:
         encoding = self.config.encoding
@@ -208,6 +253,14 @@ class CsvSink(Sink):
             self.flush()
         finally:
             self._file.close()
+
+
+def _contains(file: IO[bytes], start: int, needle: bytes) -> bool:
+    file.seek(start)
+    while chunk := file.read(1 << 20):
+        if needle in chunk:
+            return True
+    return False
 
 
 def _cell(value: Any) -> Any:

@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from active_data_flow.connector import Sink, Source
+from active_data_flow.connector import Partition, Sink, Source, check_parts
 from active_data_flow.connectors._files import (
     DurableFile,
     FileSinkConfig,
@@ -21,6 +21,7 @@ from active_data_flow.connectors._files import (
     line_error,
     open_source,
     seek_cursor,
+    split_file,
 )
 from active_data_flow.errors import RecordRejected
 from active_data_flow.message import Message, Row, as_record, record_key
@@ -49,7 +50,8 @@ class JsonLinesSource(Source):
         path, what = self.config.path, "jsonl source"
         encoding = self.config.encoding
         with open_source(path, what) as file:
-            reader = LineReader(file)
+            reader = LineReader(file, end=self.config.end_offset)
+            reader.skip_to(self.config.start_offset)
             seek_cursor(file, reader, cursor, what, path)
             for raw in reader:
                 if not raw.strip():
@@ -66,6 +68,14 @@ class JsonLinesSource(Source):
                 message = Row(data)
                 message.position = {"line": reader.line, "offset": reader.offset}
                 yield message
+
+    def split(self, parts: int, cursor: Any = None) -> list[Partition]:
+        """Cut the file into byte ranges; a line belongs to the range it begins in.
+
+        JSON Lines records never contain a raw newline, so any cut is a clean one. Line
+        numbers in the partitions' positions count from the partition's start.
+        """
+        return split_file(self, check_parts(parts), cursor, first=self.config.start_offset)
 
 
 @register_connector("jsonl")
