@@ -188,8 +188,13 @@ class Runner:
         checkpoint: Callable[[Any], None] | None = None,
         on_progress: Callable[[RunResult], None] | None = None,
         stop: threading.Event | None = None,
+        hooks: bool = True,
     ) -> RunResult:
-        """Run ``flow`` to the end of its source (see :meth:`DataFlow.run`)."""
+        """Run ``flow`` to the end of its source (see :meth:`DataFlow.run`).
+
+        ``hooks=False`` skips ``after_success``/``after_failure``: a runtime that retries or
+        records runs calls them itself, once per run, after recording the outcome.
+        """
         tally = _Tally(cursor)
         try:
             interrupted = self._loop(flow, tally, checkpoint, on_progress, stop)
@@ -202,10 +207,12 @@ class Runner:
                 result=result,
             )
             error.__cause__ = exc
-            _call_hook(flow.after_failure, error)
+            if hooks:
+                _call_hook(flow.after_failure, error)
             raise error from exc
         result = tally.result(flow.name, interrupted)
-        _call_hook(flow.after_success, result)
+        if hooks:
+            _call_hook(flow.after_success, result)
         return result
 
     def _loop(
