@@ -1,0 +1,140 @@
+"""Dead letters kept in the flow store: the ``dead_letters`` sink, and replay.
+
+A flow with ``on_error="dead_letter"`` sends each message whose transform failed (or that a
+sink refused) to its ``dead_letter_sink``. With ``{"type": "dead_letters"}`` those letters go
+to the store's ``adf_dead_letters`` table, filed under the flow and the run, where the web
+engine lists them and :meth:`FlowStore.replay_dead_letters` runs them through the flow again
+(once the bug is fixed)::
+
+    class ImportOrders(DataFlow):
+        source = ...
+        sink = ...
+        on_error = "dead_letter"
+        dead_letter_sink = DeadLetterSink()
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping
+from contextlib import nullcontext
+from typing import TYPE_CHECKING, Any
+
+from active_data_flow.connector import Sink, SinkConfig
+from active_data_flow.errors import ConfigurationError
+from active_data_flow.message import Message, Untyped, as_record
+from active_data_flow.registry import register_connector, specs_trusted, untrusted_specs
+from active_data_flow.runtimes.heartbeat.records import ReplayReport
+from active_data_flow.runtimes.heartbeat.registration import build_flow
+from active_data_flow.runtimes.heartbeat.runtime import current_run
+from active_data_flow.runtimes.heartbeat.store._base import utcnow
+from active_data_flow.runtimes.heartbeat.store._db import Database
+from active_data_flow.runtimes.heartbeat.store._health import insert_dead_letters
+
+if TYPE_CHECKING:
+    from active_data_flow.runtimes.heartbeat.store import FlowStore
+
+__all__ = ["DeadLetterSink", "replay"]
+
+_databases: dict[str, Database] = {}
+_lock = threading.Lock()
+
+
+def _database(url: str | None) -> Database:
+    key = url or ""
+    with _lock:
+        found = _databases.get(key)
+        if found is None:
+            found = _databases[key] = Database(url)
+        return found
+
+
+@register_connector("dead_letters")
+class DeadLetterSink(Sink):
+    """Store dead letters in the flow store's ``adf_dead_letters`` table.
+
+    Options:
+        database: the store's URL. Default: the store of the run being executed, else
+            ``ADF_DATABASE_URL`` (else the default SQLite file). Not allowed in specs from
+            the store or the web API, which always use the run's own store.
+    """
+
+    class Config(SinkConfig):
+        database: str | None = None
+
+    config: Config
+
+    def _setup(self) -> None:
+        if self.config.database is not None and not specs_trusted():
+            raise ConfigurationError(
+                "dead_letters sink: option 'database' cannot be set in a stored or web spec; "
+                "dead letters go to the flow store of the run", option="database")
+        self._pending: list[dict[str, Any]] = []
+
+    def write_batch(self, records: Iterable[Message | Mapping[str, Any]]) -> None:
+        self._pending.extend(map(as_record, records))
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        run = current_run()
+        run_id = run.run_id if run is not None else None
+        if self.config.database is None and run is not None:
+            db = run.store.database
+        else:
+            db = _database(self.config.database)
+        insert_dead_letters(db, self._pending, run_id, utcnow())
+        self._pending = []
+
+    def discard(self) -> None:
+        self._pending = []
+
+
+def replay(store: FlowStore, flow: str, ids: Iterable[int] | None = None) -> ReplayReport:
+    """Run the flow's unreplayed dead letters (or those in ``ids``) through its transform
+    and sinks; mark those written as replayed, record why the others failed again.
+
+    Nothing is marked replayed unless every sink flushed.
+    """
+    record = store.get_flow(flow)
+    built = build_flow(record)
+    letters = store.dead_letters_for_replay(flow, ids)
+    replayed: list[int] = []
+    failed: dict[int, str] = {}
+    written = 0
+    guard = untrusted_specs() if record.origin == "spec" else nullcontext()
+    with guard:
+        sinks = built.build_sinks()
+        ok = False
+        try:
+            for letter in letters:
+                message = Untyped(letter.message, letter.metadata, position=letter.position)
+                try:
+                    out = _apply(built.transform, message)
+                except Exception as exc:
+                    failed[letter.id] = f"{type(exc).__name__}: {exc}"
+                    continue
+                for sink in sinks:
+                    sink.write_batch(out)
+                replayed.append(letter.id)
+                written += len(out)
+            for sink in sinks:
+                sink.flush()
+            ok = True
+        finally:
+            for sink in sinks:
+                if not ok:
+                    sink.discard()
+                sink.close()
+    store.mark_replayed(replayed)
+    store.mark_replay_failed(failed)
+    return ReplayReport(replayed=replayed, failed=failed, written=written)
+
+
+def _apply(transform: Any, message: Message) -> list[Any]:
+    result = transform(message)
+    if result is None:
+        return []
+    if isinstance(result, (Message, Mapping)):
+        return [result]
+    return list(result)

@@ -1,0 +1,234 @@
+"""The flow store's tables (SQLAlchemy Core), shared by the store and the migrations.
+
+Four tables, all prefixed ``adf_`` so they sit comfortably in a host application's database:
+
+``adf_flows``
+    one row per flow: its specs (JSON), status, cursor and a summary of its last run.
+``adf_runs``
+    one row per run: pending -> running -> succeeded / failed / cancelled (a running run may
+    also go back to pending when its worker stops gracefully). ``live_flow_id`` equals
+    ``flow_id`` exactly while the run is pending or running and is unique, so the database
+    itself refuses a second live run of a flow: at most one pending-or-running run per flow.
+``adf_dead_letters``
+    messages a flow could not handle, kept for inspection and replay.
+``adf_workers``
+    one row per heartbeat caller (worker loop, web process, ``adf heartbeat``), with the time
+    of its last beat.
+
+Every timestamp is stored as naive UTC with microseconds (MariaDB's ``DATETIME`` has no
+fraction unless asked), and read back as an aware UTC ``datetime``.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import Dialect
+
+__all__ = [
+    "FLOW_STATUSES",
+    "LIVE_STATUSES",
+    "RUN_STATUSES",
+    "TERMINAL_STATUSES",
+    "FlowStatus",
+    "RunStatus",
+    "UTCDateTime",
+    "dead_letters",
+    "flows",
+    "metadata",
+    "runs",
+    "workers",
+]
+
+
+class FlowStatus(enum.StrEnum):
+    """Whether the heartbeat schedules a flow."""
+
+    ACTIVE = "active"
+    PAUSED = "paused"
+
+
+class RunStatus(enum.StrEnum):
+    """The life of a run: pending -> running -> succeeded / failed / cancelled."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+FLOW_STATUSES: tuple[str, ...] = tuple(s.value for s in FlowStatus)
+RUN_STATUSES: tuple[str, ...] = tuple(s.value for s in RunStatus)
+LIVE_STATUSES: tuple[str, ...] = (RunStatus.PENDING.value, RunStatus.RUNNING.value)
+TERMINAL_STATUSES: tuple[str, ...] = tuple(s for s in RUN_STATUSES if s not in LIVE_STATUSES)
+
+# Explicit constraint names keep migrations portable and let later revisions drop them.
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out; naive UTC with microseconds stored."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name in ("mysql", "mariadb"):
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(sa.DateTime())
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: the flow store needs aware datetimes")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+def _json() -> sa.types.TypeEngine[Any]:
+    # none_as_null: a Python None is SQL NULL (an empty cursor), never the JSON text 'null'.
+    return sa.JSON(none_as_null=True)
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+_LIVE = _in("status", LIVE_STATUSES)
+
+_Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite autoincrements INTEGER only
+
+flows = sa.Table(
+    "adf_flows",
+    metadata,
+    sa.Column("id", _Id, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(200), nullable=False, unique=True),
+    # "code": a DataFlow subclass in the application; "spec": created from a JSON spec.
+    sa.Column("origin", sa.String(8), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, server_default=FlowStatus.ACTIVE.value),
+    sa.Column("source", _json(), nullable=False),
+    sa.Column("sinks", _json(), nullable=False),
+    sa.Column("runtime", _json(), nullable=False),
+    sa.Column("dead_letter_sink", _json(), nullable=True),
+    sa.Column("on_error", sa.String(16), nullable=False, server_default="fail"),
+    sa.Column("batch_size", sa.Integer(), nullable=True),
+    sa.Column("triggers", _json(), nullable=True),
+    # A spec flow may borrow the transform (and hooks) of a code flow, named here.
+    sa.Column("transform", sa.String(200), nullable=True),
+    sa.Column("spec_hash", sa.String(64), nullable=False),
+    sa.Column("cursor", _json(), nullable=True),
+    sa.Column("cursor_updated_at", UTCDateTime(), nullable=True),
+    # Set by a trigger that arrives while the flow runs: run again as soon as it ends.
+    sa.Column("rerun_requested", sa.Boolean(), nullable=False, server_default=sa.false()),
+    sa.Column("last_run_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+    sa.Column("last_run_status", sa.String(16), nullable=True),
+    sa.Column("last_run_at", UTCDateTime(), nullable=True),
+    sa.Column("last_error", sa.Text(), nullable=True),
+    # Why the flow's code cannot be loaded right now (cleared when it loads again).
+    sa.Column("code_error", sa.Text(), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.CheckConstraint(_in("status", FLOW_STATUSES), name="status"),
+    sa.CheckConstraint(_in("origin", ("code", "spec")), name="origin"),
+    sa.Index(None, "status", "name"),
+)
+
+runs = sa.Table(
+    "adf_runs",
+    metadata,
+    sa.Column("id", _Id, primary_key=True, autoincrement=True),
+    sa.Column(
+        "flow_id",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        sa.ForeignKey("adf_flows.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("status", sa.String(16), nullable=False),
+    # Equals flow_id while the run is pending or running, NULL otherwise; unique.
+    sa.Column("live_flow_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+              nullable=True, unique=True),
+    # Why the run exists: schedule, manual, chain, recovery.
+    sa.Column("trigger", sa.String(16), nullable=False),
+    sa.Column("due_at", UTCDateTime(), nullable=False),
+    # The claim: a fresh random token per claim fences off every earlier holder.
+    sa.Column("claim_token", sa.String(32), nullable=True),
+    sa.Column("worker_id", sa.String(200), nullable=True),
+    sa.Column("attempt", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("started_at", UTCDateTime(), nullable=True),
+    sa.Column("heartbeat_at", UTCDateTime(), nullable=True),
+    sa.Column("lease_expires_at", UTCDateTime(), nullable=True),
+    sa.Column("ended_at", UTCDateTime(), nullable=True),
+    sa.Column("read", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("written", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("skipped", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("failed", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("batches", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("duration_s", sa.Float(), nullable=True),
+    sa.Column("cursor_start", _json(), nullable=True),
+    sa.Column("cursor_end", _json(), nullable=True),
+    sa.Column("error_type", sa.String(200), nullable=True),
+    sa.Column("error", sa.Text(), nullable=True),
+    sa.Column("traceback", sa.Text(), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.CheckConstraint(_in("status", RUN_STATUSES), name="status"),
+    sa.CheckConstraint(
+        f"({_LIVE} AND live_flow_id IS NOT NULL) OR (NOT ({_LIVE}) AND live_flow_id IS NULL)",
+        name="live",
+    ),
+    sa.CheckConstraint(
+        "(status = 'running' AND claim_token IS NOT NULL)"
+        " OR (status <> 'running' AND claim_token IS NULL)",
+        name="claim",
+    ),
+    sa.Index(None, "status", "due_at"),  # the claim query
+    sa.Index(None, "status", "lease_expires_at"),  # the reclaim query
+    sa.Index(None, "flow_id", "id"),  # a flow's history
+    sa.Index(None, "status", "id"),  # runs by status, newest first
+)
+
+dead_letters = sa.Table(
+    "adf_dead_letters",
+    metadata,
+    sa.Column("id", _Id, primary_key=True, autoincrement=True),
+    sa.Column("flow", sa.String(200), nullable=False),
+    sa.Column("run_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+    sa.Column("position", _json(), nullable=True),
+    sa.Column("error_type", sa.String(200), nullable=True),
+    sa.Column("error", sa.Text(), nullable=True),
+    sa.Column("message", _json(), nullable=False),
+    sa.Column("meta", _json(), nullable=True),
+    sa.Column("failed_at", UTCDateTime(), nullable=False),
+    sa.Column("replayed_at", UTCDateTime(), nullable=True),
+    sa.Column("replay_error", sa.Text(), nullable=True),
+    sa.Column("replay_attempts", sa.Integer(), nullable=False, server_default="0"),
+    sa.Index(None, "flow", "id"),
+)
+
+workers = sa.Table(
+    "adf_workers",
+    metadata,
+    sa.Column("id", sa.String(200), primary_key=True),
+    sa.Column("hostname", sa.String(200), nullable=False),
+    sa.Column("pid", sa.Integer(), nullable=False),
+    sa.Column("started_at", UTCDateTime(), nullable=False),
+    sa.Column("last_beat_at", UTCDateTime(), nullable=False),
+    sa.Column("beats", sa.BigInteger(), nullable=False, server_default="0"),
+    sa.Column("last_claimed", sa.Integer(), nullable=False, server_default="0"),
+    sa.Index(None, "last_beat_at"),
+)

@@ -1,0 +1,80 @@
+"""Applying the flow store's Alembic migrations to a database."""
+
+from __future__ import annotations
+
+import functools
+from importlib import resources
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+
+from active_data_flow.runtimes.heartbeat.store._db import Database
+
+__all__ = [
+    "BRANCH",
+    "VERSION_TABLE",
+    "current_revision",
+    "downgrade",
+    "head_revision",
+    "migrations_path",
+    "upgrade",
+]
+
+BRANCH = "active_data_flow"
+VERSION_TABLE = "adf_alembic_version"
+
+
+def migrations_path() -> Path:
+    """The folder holding the flow store's revision files (for a host's ``version_locations``)."""
+    return Path(str(resources.files("active_data_flow.runtimes.heartbeat") / "migrations"
+                    / "versions"))
+
+
+def _config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", "active_data_flow.runtimes.heartbeat:migrations")
+    return config
+
+
+@functools.cache
+def head_revision() -> str:
+    """The newest revision of the ``active_data_flow`` branch."""
+    head = ScriptDirectory.from_config(_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(db: Database) -> str | None:
+    """The revision the database is at (``None``: never migrated)."""
+    with db.engine.connect() as conn:
+        if not sa.inspect(conn).has_table(VERSION_TABLE):
+            return None
+        version = sa.table(VERSION_TABLE, sa.column("version_num"))
+        return conn.execute(sa.select(version.c.version_num)).scalar()
+
+
+def _run(db: Database, action: str, revision: str) -> None:
+    config = _config()
+    with db.engine.connect() as conn:
+        # On SQLite an immediate transaction makes concurrent auto-upgrades queue, and the
+        # later ones find the schema current.
+        conn.execution_options(adf_write=True)
+        with conn.begin():
+            config.attributes["connection"] = conn
+            if action == "upgrade":
+                command.upgrade(config, revision)
+            else:
+                command.downgrade(config, revision)
+
+
+def upgrade(db: Database, revision: str = "heads") -> None:
+    """Apply migrations up to ``revision``."""
+    _run(db, "upgrade", revision)
+
+
+def downgrade(db: Database, revision: str) -> None:
+    """Revert migrations down to ``revision`` (``"base"``: drop every table)."""
+    _run(db, "downgrade", revision)
