@@ -1,0 +1,58 @@
+"""Shared pieces of the API routes: the store, query parameters, documented errors."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends, Path, Query, Request
+
+from active_data_flow.runtimes.heartbeat.store import FlowStore
+from active_data_flow.web.api.schemas import NAME_PATTERN, ErrorOut
+from active_data_flow.web.settings import WebSettings
+
+__all__ = [
+    "FlowNamePath",
+    "Limit",
+    "Offset",
+    "Store",
+    "errors",
+    "get_settings",
+    "get_store",
+    "spec_dict",
+]
+
+
+def get_store(request: Request) -> FlowStore:
+    """The app's flow store."""
+    return request.app.state.store  # type: ignore[no-any-return]
+
+
+def get_settings(request: Request) -> WebSettings:
+    """The app's settings."""
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+Store = Annotated[FlowStore, Depends(get_store)]
+FlowNamePath = Annotated[str, Path(pattern=NAME_PATTERN, description="The flow's name.")]
+Offset = Annotated[int, Query(ge=0, le=2**31, description="Matching records to skip.")]
+Limit = Annotated[int, Query(ge=1, le=1000, description="Page size.")]
+
+_DESCRIPTIONS = {
+    401: "Not authenticated.",
+    403: "Refused: cross-site request or insufficient rights.",
+    404: "No such flow or run.",
+    409: "Conflict: the name is taken, the flow is running, or its code is not loaded.",
+    422: "Invalid request: the error names the field or option at fault.",
+    503: "The flow store is unavailable.",
+}
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for the given error statuses."""
+    return {code: {"model": ErrorOut, "description": _DESCRIPTIONS[code]}
+            for code in (401, 403, 503, *codes)}
+
+
+def spec_dict(model: Any) -> dict[str, Any]:
+    """A request model as the store's spec dict: only the fields the caller set."""
+    return model.model_dump(mode="json", exclude_unset=True)  # type: ignore[no-any-return]

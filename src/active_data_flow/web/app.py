@@ -1,0 +1,203 @@
+"""``create_app()``: the engine as a plain ASGI application a host mounts or serves."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.openapi.utils import get_openapi
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from active_data_flow.errors import ConfigurationError
+from active_data_flow.registry import available_connectors, available_runtimes
+from active_data_flow.runtimes.heartbeat.store import FlowStore
+from active_data_flow.web import metrics, ops, pages
+from active_data_flow.web.api import flows as flows_api
+from active_data_flow.web.api import runs as runs_api
+from active_data_flow.web.errors import ErrorGuard, RequestIdMiddleware, install_error_handlers
+from active_data_flow.web.security import AuthHook, Csrf, OriginGuard
+from active_data_flow.web.settings import WebSettings
+from active_data_flow.web.templating import make_templates
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    store: FlowStore | str | None = None,
+    *,
+    auth: AuthHook | None = None,
+    insecure_no_auth: bool = False,
+    settings: WebSettings | None = None,
+    heartbeat_token: str | None = None,
+) -> FastAPI:
+    """Build the engine: JSON API, HTML pages, heartbeat, health and metrics.
+
+    Mount it in a host application (``host.mount("/active_data_flow", create_app(...))``)
+    or serve it alone (``adf serve``).
+
+    Args:
+        store: a :class:`FlowStore` (the host keeps owning it), or a database URL (the app
+            opens the store and closes it on shutdown). ``None``: ``ADF_DATABASE_URL`` or
+            the default SQLite file.
+        auth: the authentication hook, a FastAPI dependency returning the caller's identity
+            or raising ``HTTPException(401/403)`` (see :func:`~.security.basic_auth`). Every
+            route but ``/health`` and ``/heartbeat`` (which takes its own token) requires it.
+        insecure_no_auth: serve without authentication. Only for a trusted network or a
+            host that authenticates in front of the engine; a warning is logged.
+        settings: the engine's settings (default: ``WebSettings()``).
+        heartbeat_token: shortcut for ``settings.heartbeat_token``.
+
+    Raises:
+        ConfigurationError: no ``auth`` and no ``insecure_no_auth``, or both.
+    """
+    if auth is None and not insecure_no_auth:
+        raise ConfigurationError(
+            "create_app() needs auth=<a FastAPI dependency that authenticates the caller> "
+            "(e.g. active_data_flow.web.basic_auth(user, password)), or "
+            "insecure_no_auth=True to serve the engine to anyone who can reach it",
+            option="auth",
+        )
+    if auth is not None and insecure_no_auth:
+        raise ConfigurationError("pass auth= or insecure_no_auth=True, not both", option="auth")
+    settings = settings or WebSettings()
+    if heartbeat_token is not None:
+        from dataclasses import replace
+
+        settings = replace(settings, heartbeat_token=heartbeat_token)
+    owns_store = not isinstance(store, FlowStore)
+    the_store = store if isinstance(store, FlowStore) else FlowStore(store)
+    if insecure_no_auth:
+        log.warning("the ActiveDataFlow engine serves WITHOUT authentication: anyone who can "
+                    "reach it can create, run and delete flows",
+                    extra={"action": "insecure_no_auth"})
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        background = getattr(the_store, "background", None)
+        if background is not None and hasattr(background, "shutdown"):
+            background.shutdown()
+        if owns_store:
+            the_store.close()
+
+    app = FastAPI(title=settings.title, version=_version(), lifespan=lifespan,
+                  openapi_url=None, docs_url=None, redoc_url=None,
+                  description="Manage and monitor ActiveDataFlow flows.")
+    app.state.store = the_store
+    app.state.settings = settings
+    app.state.csrf = Csrf(settings.secret_key)
+    app.state.templates = make_templates()
+    app.state.metrics_registry = metrics.metrics_registry(the_store)
+    install_error_handlers(app)
+
+    user = _authenticated(auth or _anonymous)
+    app.include_router(ops.health_router)
+    app.include_router(ops.heartbeat_router)
+    protected = APIRouter(dependencies=[Depends(user)])
+    api = APIRouter(prefix="/api")
+    api.include_router(flows_api.router)
+    api.include_router(runs_api.router)
+    protected.include_router(api)
+    protected.include_router(metrics.router)
+    protected.include_router(pages.router)
+    protected.include_router(ops.assets_router)
+    protected.add_api_route("/openapi.json", _openapi_route(app, auth),
+                            include_in_schema=False, methods=["GET"])
+    app.include_router(protected)
+
+    # Added last = outermost: request id, then origin check, headers, and the error guard.
+    app.add_middleware(ErrorGuard)
+    app.add_middleware(SecurityHeaders)
+    app.add_middleware(OriginGuard, trusted_origins=settings.trusted_origins)
+    app.add_middleware(RequestIdMiddleware)
+    return app
+
+
+def _anonymous() -> None:
+    return None
+
+
+def _authenticated(hook: AuthHook) -> Callable[..., Any]:
+    """Wrap the hook so the identity it returns is available to templates."""
+
+    def dependency(request: Request, identity: Annotated[Any, Depends(hook)]) -> Any:
+        request.state.user = identity
+        return identity
+
+    return dependency
+
+
+def _version() -> str:
+    from active_data_flow import __version__
+
+    return __version__
+
+
+def _openapi_route(app: FastAPI, auth: AuthHook | None) -> Callable[[], dict[str, Any]]:
+    cache: dict[str, Any] = {}
+
+    def openapi() -> dict[str, Any]:
+        if not cache:
+            cache.update(build_openapi(app, auth))
+        return cache
+
+    return openapi
+
+
+def build_openapi(app: FastAPI, auth: AuthHook | None) -> dict[str, Any]:
+    """The OpenAPI document, with the registered type names as enums and the security
+    schemes the engine enforces."""
+    doc = get_openapi(title=app.title, version=app.version, description=app.description,
+                      routes=app.routes)
+    schemas = doc.get("components", {}).get("schemas", {})
+    for model, names in (("SourceSpec", available_connectors("source")),
+                         ("SinkSpec", available_connectors("sink")),
+                         ("RuntimeSpec", available_runtimes())):
+        if model in schemas and names:
+            schemas[model]["properties"]["type"]["enum"] = names
+    security = doc.setdefault("components", {}).setdefault("securitySchemes", {})
+    security["heartbeatToken"] = {"type": "http", "scheme": "bearer",
+                                  "description": "ADF_HEARTBEAT_TOKEN"}
+    scheme = getattr(auth, "openapi_scheme", None)
+    if isinstance(scheme, dict):
+        security["engineAuth"] = scheme
+        for path, operations in doc.get("paths", {}).items():
+            for operation in operations.values():
+                if path not in ("/health", "/heartbeat"):
+                    operation.setdefault("security", [{"engineAuth": []}])
+    return doc
+
+
+class SecurityHeaders:
+    """Headers that keep pages from being framed, sniffed or loading foreign code."""
+
+    HEADERS = (
+        (b"x-content-type-options", b"nosniff"),
+        (b"x-frame-options", b"DENY"),
+        (b"referrer-policy", b"same-origin"),
+        (b"content-security-policy",
+         b"default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+         b"form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
+    )
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                present = {k.lower() for k, _ in message.get("headers", [])}
+                extra = [(k, v) for k, v in self.HEADERS if k not in present]
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
