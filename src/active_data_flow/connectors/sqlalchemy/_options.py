@@ -1,0 +1,63 @@
+"""Options both SQLAlchemy connectors share: the model and the database it lives in."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import field_serializer, field_validator
+from sqlalchemy.engine import Engine
+
+from active_data_flow.connector import ConnectorConfig
+from active_data_flow.connectors.sqlalchemy import _engines
+from active_data_flow.connectors.sqlalchemy._models import import_string, resolve_model
+from active_data_flow.errors import ConfigurationError
+from active_data_flow.registry import specs_trusted
+
+__all__ = ["ModelOptions", "names"]
+
+
+def names(value: Any) -> Any:
+    """Accept one column name where a list of them is expected."""
+    return [value] if isinstance(value, str) else value
+
+
+class ModelOptions(ConnectorConfig):
+    """``model`` (resolved at construction, safely for untrusted specs) and ``database``.
+
+    In a spec (``to_dict()``) a model is its import string and a database its registered
+    name or URL.
+    """
+
+    model: type
+    database: str | Engine | None = None
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _resolve_model(cls, value: Any) -> type:
+        return resolve_model(value, trusted=specs_trusted())
+
+    @field_validator("database", mode="before")
+    @classmethod
+    def _check_database(cls, value: Any) -> Any:
+        return _engines.check_reference(value, trusted=specs_trusted())
+
+    @field_serializer("model", when_used="json")
+    def _model_spec(self, model: type) -> str:
+        return import_string(model)
+
+    @field_serializer("database", when_used="json")
+    def _database_spec(self, database: str | Engine | None) -> str | None:
+        if isinstance(database, Engine):
+            name = _engines.registered_name(database)
+            if name is None:
+                raise ConfigurationError(
+                    "an Engine passed as `database` has no name to store in a spec; register "
+                    "it with register_database(name, engine) and pass the name",
+                    option="database",
+                )
+            return name
+        if database is not None and "://" in database:
+            # A URL of a registered database is stored as its name: stored specs may only
+            # name registered databases.
+            return _engines.registered_name_of_url(database) or database
+        return database

@@ -1,0 +1,291 @@
+"""SqlAlchemySource: stream a table's rows in key order, resumably, in bounded memory."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import weakref
+from collections.abc import Generator, Iterator
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import Field, field_validator
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
+
+from active_data_flow.connector import Source, SourceConfig
+from active_data_flow.connectors.sqlalchemy import _engines
+from active_data_flow.connectors.sqlalchemy._engines import Database
+from active_data_flow.connectors.sqlalchemy._models import ModelInfo, model_database
+from active_data_flow.connectors.sqlalchemy._options import ModelOptions, names
+from active_data_flow.connectors.sqlalchemy._query import QueryPlan
+from active_data_flow.errors import ConfigurationError
+from active_data_flow.message import Message, Row
+from active_data_flow.registry import register_connector
+
+__all__ = ["SqlAlchemySource"]
+
+log = logging.getLogger(__name__)
+
+_READONLY_ON = {
+    "postgresql": "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",
+    "mysql": "SET SESSION TRANSACTION READ ONLY",
+    "sqlite": "PRAGMA query_only = ON",
+}
+_READONLY_OFF = {
+    "postgresql": "SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE",
+    "mysql": "SET SESSION TRANSACTION READ WRITE",
+    "sqlite": "PRAGMA query_only = OFF",
+}
+
+
+@register_connector("sqlalchemy")
+class SqlAlchemySource(Source):
+    """Read a model's table in key order, in pages, resumably.
+
+    Options:
+        model: the mapped class, or its import string (``"pkg.mod:Model"``).
+        where: ``{column: value}`` filters, ANDed; a list means IN, ``None`` IS NULL.
+        order_by: a column or list (``"-col"`` / ``"col desc"`` descending). Without
+            ``cursor_column`` this is the reading order (completed with the primary key).
+        limit: read at most this many rows per run.
+        select: the columns to read (default all); the key's columns are always included.
+        includes: relationships to eager-load (``"posts"``, ``"posts.comments"``), nested in
+            each message as dicts: one ``SELECT ... IN`` per relationship and page, no N+1.
+        batch_size: rows per page (per query); memory holds one page.
+        readonly: read in read-only transactions (default true).
+        cursor_column: column(s) of the incremental key (default: the primary key), e.g.
+            ``["updated_at", "id"]``; completed with the primary key when not unique.
+        lag: on resume, re-read rows whose first cursor column lies within ``lag`` before
+            the cursor (seconds or a timedelta for time columns; a number otherwise), to
+            catch rows committed late with earlier values.
+        database: a registered database name, a URL or an Engine (default: the model's
+            registered database, else the one registered as ``"default"``).
+
+    Each message's ``position`` is the JSON-safe list of its key values; ``each(cursor)``
+    reads strictly after it.
+    """
+
+    class Config(ModelOptions, SourceConfig):
+        where: dict[str, Any] = Field(default_factory=dict)
+        order_by: list[str] = Field(default_factory=list)
+        limit: int | None = Field(default=None, ge=1)
+        select: list[str] | None = None
+        includes: list[str] = Field(default_factory=list)
+        batch_size: int = Field(default=1000, ge=1, le=100_000)
+        readonly: bool = True
+        cursor_column: list[str] | None = None
+        lag: dt.timedelta | int | float | Decimal | None = None
+
+        _as_lists = field_validator(
+            "order_by", "select", "includes", "cursor_column", mode="before"
+        )(names)
+
+        @field_validator("lag")
+        @classmethod
+        def _non_negative(cls, value: Any) -> Any:
+            if value is not None and value < (dt.timedelta(0) if isinstance(value, dt.timedelta)
+                                              else 0):
+                raise ValueError("must not be negative")
+            return value
+
+    config: Config
+
+    def _setup(self) -> None:
+        what = self._label()
+        cfg = self.config
+        self._info = ModelInfo.of(cfg.model, what)
+        self._plan = QueryPlan.build(
+            self._info, where=cfg.where, order_by=cfg.order_by, select=cfg.select,
+            includes=cfg.includes, cursor_column=cfg.cursor_column, what=what,
+        )
+        self._lag = _lag_step(self._plan, cfg.lag, what)
+        self._db: Database | None = None
+        self._streams: weakref.WeakSet[Generator[Message, None, None]] = weakref.WeakSet()
+
+    # -- reading ------------------------------------------------------------------------
+    def each(self, cursor: Any = None) -> Iterator[Message]:
+        """Yield the rows after ``cursor`` (all rows when ``None``) in key order.
+
+        Raises:
+            ConfigurationError: the cursor is not a position of this source (at once).
+            ConnectorTimeout: the database stayed unreachable (while reading).
+            SourceError: a query failed (while reading).
+        """
+        after = None if cursor is None else self._plan.keyset.decode(cursor, self._label())
+        stream = self._stream(cursor, after)
+        self._streams.add(stream)
+        return stream
+
+    def _stream(self, cursor: Any, after: tuple[Any, ...] | None) -> Generator[Message, None, None]:
+        db = self._database()
+        reader = _PageReader(self, db)
+        remaining = self.config.limit
+        try:
+            if after is not None and self._lag is not None:
+                # The lag window: rows at or before the cursor but within `lag` of it. They
+                # keep the cursor as position, so a cursor never moves backwards.
+                start = after[0] - self._lag
+                window = reader.pages(None, after, start, remaining, fixed=list(cursor))
+                for message in window:
+                    yield message
+                    if remaining is not None:
+                        remaining -= 1
+            yield from reader.pages(after, None, None, remaining)
+        finally:
+            reader.close()
+
+    def count(self) -> int | None:
+        """The number of rows a full read yields (``limit`` included)."""
+        db = self._database()
+        conn = _engines.connect(db, "source")
+        try:
+            total = int(_engines.retrying(
+                db, "source", f"counting {self._info.name} rows",
+                lambda: conn.execute(self._plan.count_statement()).scalar_one(),
+            ))
+        finally:
+            _engines.release(conn)
+        return min(total, self.config.limit) if self.config.limit else total
+
+    def close(self) -> None:
+        """Stop open reads and return their connections to the pool."""
+        for stream in list(self._streams):
+            stream.close()
+
+    def _database(self) -> Database:
+        if self._db is None:
+            self._db = _engines.resolve_database(
+                self.config.database, model_database(self.config.model), self._label()
+            )
+        return self._db
+
+
+class _PageReader:
+    """Holds one connection for a read; runs each page in its own short transaction."""
+
+    def __init__(self, source: SqlAlchemySource, db: Database) -> None:
+        self.source, self.db = source, db
+        self.plan = source._plan
+        self.dialect = db.dialect
+        self.conn: Connection | None = None
+        self.page_size = source.config.batch_size
+        self.position_of = self.plan.keyset.position_getter(self.plan.key_indexes)
+
+    def pages(
+        self,
+        after: tuple[Any, ...] | None,
+        not_after: tuple[Any, ...] | None,
+        first_from: Any,
+        remaining: int | None,
+        *,
+        fixed: Any = None,
+    ) -> Iterator[Message]:
+        """Messages page by page; ``fixed`` is a position to give them all instead of theirs."""
+        keys = self.plan.keys + tuple(self.plan.nested)
+        position_of, key_indexes = self.position_of, self.plan.key_indexes
+        while remaining is None or remaining > 0:
+            size = self.page_size if remaining is None else min(self.page_size, remaining)
+            stmt = self.plan.statement(self.dialect, limit=size, after=after,
+                                       not_after=not_after, first_from=first_from)
+            rows = self._fetch(stmt)
+            for values in rows:
+                message = Row(zip(keys, values, strict=False))
+                message.position = position_of(values) if fixed is None else fixed
+                yield message
+            if len(rows) < size:
+                return
+            if remaining is not None:
+                remaining -= len(rows)
+            last = rows[-1]
+            after = tuple(last[i] for i in key_indexes)
+
+    def _fetch(self, stmt: sa.Select[Any]) -> list[Any]:
+        """Run one page, reconnecting and re-running it after a transient failure."""
+        action = f"reading {self.plan.info.name} rows"
+        return _engines.retrying(self.db, "source", action, lambda: self._run(stmt),
+                                 on_retry=self._drop)
+
+    def _run(self, stmt: sa.Select[Any]) -> list[Any]:
+        conn = self._connection()
+        try:
+            if self.plan.uses_orm:
+                with Session(bind=conn, autoflush=False) as session:
+                    objects = session.scalars(stmt).all()
+                    rows: list[Any] = [self._values(o) for o in objects]
+            else:
+                rows = list(conn.execute(stmt).fetchall())
+        finally:
+            if conn.in_transaction() and not conn.invalidated:
+                conn.rollback()  # end the page's transaction: no snapshot held between pages
+        return rows
+
+    def _values(self, obj: Any) -> tuple[Any, ...]:
+        record = self.plan.as_record(obj)
+        return tuple(record[k] for k in self.plan.keys) + tuple(
+            record[k] for k in self.plan.nested
+        )
+
+    def _connection(self) -> Connection:
+        if self.conn is None or self.conn.closed or self.conn.invalidated:
+            self._drop()
+            self.conn = _engines.connect(self.db, "source")
+            if self.source.config.readonly:
+                self._set_readonly(self.conn, on=True)
+        return self.conn
+
+    def _set_readonly(self, conn: Connection, *, on: bool) -> None:
+        statement = (_READONLY_ON if on else _READONLY_OFF).get(self.dialect)
+        if statement is not None:
+            conn.exec_driver_sql(statement)
+            conn.commit()
+
+    def _drop(self) -> None:
+        """Discard the connection (after a failure): it goes back to the pool invalidated."""
+        conn, self.conn = self.conn, None
+        if conn is not None and not conn.closed:
+            try:
+                conn.invalidate()
+            finally:
+                conn.close()
+
+    def close(self) -> None:
+        """Reset the session's read-only mode and return the connection to the pool."""
+        conn, self.conn = self.conn, None
+        if conn is None or conn.closed:
+            return
+        try:
+            if conn.in_transaction():
+                conn.rollback()
+            if self.source.config.readonly and not conn.invalidated:
+                self._set_readonly(conn, on=False)
+        except sa.exc.DBAPIError:
+            # A connection that cannot be reset must not go back into the pool read-only.
+            log.debug("resetting a source connection failed; discarding it", exc_info=True)
+            conn.invalidate()
+        finally:
+            conn.close()
+
+
+def _lag_step(plan: QueryPlan, lag: Any, what: str) -> Any:
+    """``lag`` as a value to subtract from the key's first column."""
+    if lag is None:
+        return None
+    column = plan.keyset.columns[0]
+    if plan.keyset.descending[0]:
+        raise ConfigurationError(f"{what}: option 'lag' needs an ascending cursor", option="lag")
+    try:
+        kind = column.type.python_type
+    except NotImplementedError:
+        kind = None
+    if kind in (dt.datetime, dt.date):
+        return lag if isinstance(lag, dt.timedelta) else dt.timedelta(seconds=float(lag))
+    if kind in (int, float, Decimal) and not isinstance(lag, dt.timedelta):
+        return Decimal(str(lag)) if kind is Decimal else kind(lag)
+    raise ConfigurationError(
+        f"{what}: option 'lag' ({lag!r}) does not fit the cursor column "
+        f"{plan.keyset.keys[0]!r} ({column.type}): use a timedelta or seconds for date/time "
+        "columns and a number for numeric columns",
+        option="lag",
+    )
