@@ -5,7 +5,8 @@ Revises:
 Create Date: 2026-11-22
 
 The base of the ``active_data_flow`` branch. A frozen copy of the schema (not built from the
-models), so that later revisions stay replayable whatever the models become.
+models), so that later revisions stay replayable whatever the models become. Every name is
+final (``op.f``): a host application's naming convention must not rename these.
 """
 
 from __future__ import annotations
@@ -63,12 +64,12 @@ def upgrade() -> None:
         sa.Column("code_error", sa.Text(), nullable=True),
         sa.Column("created_at", _time(), nullable=False),
         sa.Column("updated_at", _time(), nullable=False),
-        sa.PrimaryKeyConstraint("id", name="pk_adf_flows"),
-        sa.UniqueConstraint("name", name="uq_adf_flows_name"),
-        sa.CheckConstraint("status IN ('active', 'paused')", name="ck_adf_flows_status"),
-        sa.CheckConstraint("origin IN ('code', 'spec')", name="ck_adf_flows_origin"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_adf_flows")),
+        sa.UniqueConstraint("name", name=op.f("uq_adf_flows_name")),
+        sa.CheckConstraint("status IN ('active', 'paused')", name=op.f("ck_adf_flows_status")),
+        sa.CheckConstraint("origin IN ('code', 'spec')", name=op.f("ck_adf_flows_origin")),
     )
-    op.create_index("ix_adf_flows_status_name", "adf_flows", ["status", "name"])
+    op.create_index(op.f("ix_adf_flows_status_name"), "adf_flows", ["status", "name"])
 
     op.create_table(
         "adf_runs",
@@ -97,30 +98,30 @@ def upgrade() -> None:
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("traceback", sa.Text(), nullable=True),
         sa.Column("created_at", _time(), nullable=False),
-        sa.PrimaryKeyConstraint("id", name="pk_adf_runs"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_adf_runs")),
         sa.ForeignKeyConstraint(["flow_id"], ["adf_flows.id"], ondelete="CASCADE",
-                                name="fk_adf_runs_flow_id_adf_flows"),
+                                name=op.f("fk_adf_runs_flow_id_adf_flows")),
         # At most one pending-or-running run per flow, enforced by the database.
-        sa.UniqueConstraint("live_flow_id", name="uq_adf_runs_live_flow_id"),
+        sa.UniqueConstraint("live_flow_id", name=op.f("uq_adf_runs_live_flow_id")),
         sa.CheckConstraint(
             "status IN ('pending', 'running', 'succeeded', 'failed', 'cancelled')",
-            name="ck_adf_runs_status",
+            name=op.f("ck_adf_runs_status"),
         ),
         sa.CheckConstraint(
             f"({_LIVE} AND live_flow_id IS NOT NULL) OR (NOT ({_LIVE}) AND live_flow_id IS NULL)",
-            name="ck_adf_runs_live",
+            name=op.f("ck_adf_runs_live"),
         ),
         sa.CheckConstraint(
             "(status = 'running' AND claim_token IS NOT NULL)"
             " OR (status <> 'running' AND claim_token IS NULL)",
-            name="ck_adf_runs_claim",
+            name=op.f("ck_adf_runs_claim"),
         ),
     )
-    op.create_index("ix_adf_runs_status_due_at", "adf_runs", ["status", "due_at"])
-    op.create_index("ix_adf_runs_status_lease_expires_at", "adf_runs",
+    op.create_index(op.f("ix_adf_runs_status_due_at"), "adf_runs", ["status", "due_at"])
+    op.create_index(op.f("ix_adf_runs_status_lease_expires_at"), "adf_runs",
                     ["status", "lease_expires_at"])
-    op.create_index("ix_adf_runs_flow_id_id", "adf_runs", ["flow_id", "id"])
-    op.create_index("ix_adf_runs_status_id", "adf_runs", ["status", "id"])
+    op.create_index(op.f("ix_adf_runs_flow_id_id"), "adf_runs", ["flow_id", "id"])
+    op.create_index(op.f("ix_adf_runs_status_id"), "adf_runs", ["status", "id"])
 
     op.create_table(
         "adf_dead_letters",
@@ -136,9 +137,9 @@ def upgrade() -> None:
         sa.Column("replayed_at", _time(), nullable=True),
         sa.Column("replay_error", sa.Text(), nullable=True),
         sa.Column("replay_attempts", sa.Integer(), nullable=False, server_default="0"),
-        sa.PrimaryKeyConstraint("id", name="pk_adf_dead_letters"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_adf_dead_letters")),
     )
-    op.create_index("ix_adf_dead_letters_flow_id", "adf_dead_letters", ["flow", "id"])
+    op.create_index(op.f("ix_adf_dead_letters_flow_id"), "adf_dead_letters", ["flow", "id"])
 
     op.create_table(
         "adf_workers",
@@ -149,9 +150,9 @@ def upgrade() -> None:
         sa.Column("last_beat_at", _time(), nullable=False),
         sa.Column("beats", sa.BigInteger(), nullable=False, server_default="0"),
         sa.Column("last_claimed", sa.Integer(), nullable=False, server_default="0"),
-        sa.PrimaryKeyConstraint("id", name="pk_adf_workers"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_adf_workers")),
     )
-    op.create_index("ix_adf_workers_last_beat_at", "adf_workers", ["last_beat_at"])
+    op.create_index(op.f("ix_adf_workers_last_beat_at"), "adf_workers", ["last_beat_at"])
 
 
 def downgrade() -> None:
