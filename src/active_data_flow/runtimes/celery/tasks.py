@@ -1,0 +1,104 @@
+"""The runtime's two Celery tasks, and the per-process state workers keep for them.
+
+``active_data_flow.start_run(run_id, token)``
+    splits a dispatched run into parts and enqueues one ``run_partition`` task per part.
+``active_data_flow.run_partition(partition_id)``
+    claims and executes one part; re-enqueues itself (with a countdown) when the part is busy
+    or failed transiently.
+
+Both are late-acknowledged and rejected (so redelivered) when their worker process dies. A
+task delivered twice is harmless: the store's claim decides which delivery works, and the
+other finds the part claimed (it checks again once the holder's lease would have expired)
+or ended (it exits).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from active_data_flow.runtimes.celery._store_draft import PartitionedStore
+
+if TYPE_CHECKING:
+    from celery import Celery  # type: ignore[import-untyped]
+
+__all__ = ["WorkerState", "register_tasks", "worker_state"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerState:
+    """What a worker process keeps between tasks: its store connection pool."""
+
+    pid: int
+    store: PartitionedStore
+
+
+_states: dict[int, WorkerState] = {}
+_lock = threading.Lock()
+
+
+def worker_state(app: Celery) -> WorkerState:
+    """This process's state for ``app`` (created after fork, on first use)."""
+    from active_data_flow.runtimes.celery.app import settings_of
+
+    pid = os.getpid()
+    with _lock:
+        state = _states.get(id(app))
+        if state is None or state.pid != pid:  # a forked pool process makes its own pool
+            settings = settings_of(app)
+            store = PartitionedStore(settings.store_url, lease_seconds=settings.lease_seconds,
+                                     renew_seconds=settings.renew_seconds)
+            state = _states[id(app)] = WorkerState(pid, store)
+        return state
+
+
+def _worker_id(request: Any) -> str:
+    """``celery-node-name:pid``: which worker process ran a part, as the web pages show."""
+    node = getattr(request, "hostname", None) or "celery"
+    return f"{node}:{os.getpid()}"
+
+
+def _cap(app: Celery, countdown: float) -> float:
+    """Keep a countdown well inside Redis's visibility timeout: a task waiting in a worker
+    for its countdown is unacknowledged, and Redis would redeliver it."""
+    options = app.conf.broker_transport_options or {}
+    timeout = options.get("visibility_timeout")
+    return min(countdown, float(timeout) / 2) if timeout else countdown
+
+
+def register_tasks(app: Celery) -> None:
+    """Register the runtime's tasks on ``app``."""
+    from active_data_flow.runtimes.celery import execution
+    from active_data_flow.runtimes.celery.app import (
+        PARTITION_TASK,
+        START_TASK,
+        send_partition,
+        send_start,
+    )
+
+    options: dict[str, Any] = {"bind": True, "acks_late": True, "reject_on_worker_lost": True,
+                               "ignore_result": True}
+
+    @app.task(name=START_TASK, **options)  # type: ignore[untyped-decorator]
+    def start_run(self: Any, run_id: int, token: str) -> None:
+        store = worker_state(app).store
+        step = execution.start_run(store, run_id, token)
+        if step is None:
+            return
+        for partition_id in step.partitions:
+            send_partition(app, partition_id, step.runtime)
+        if step.again_in is not None:
+            send_start(app, run_id, token, step.runtime, countdown=_cap(app, step.again_in))
+
+    @app.task(name=PARTITION_TASK, **options)  # type: ignore[untyped-decorator]
+    def run_partition(self: Any, partition_id: int) -> None:
+        store = worker_state(app).store
+        step = execution.run_partition(store, partition_id, _worker_id(self.request))
+        if step is not None and step.again_in is not None:
+            send_partition(app, partition_id, step.runtime,
+                           countdown=_cap(app, step.again_in))

@@ -1,0 +1,90 @@
+"""A splittable source for testing and benchmarking partitioned runs: ``range``.
+
+:class:`RangeSource` yields ``{"id": i, "v": "row-i"}`` for ``start <= i < stop`` and splits
+by ranges of ``i``. With ``wait`` it pauses before every ``every`` rows, like a remote API that
+answers a page of rows per request, so a flow reading it is I/O-bound. Its positions are the
+ids, so a run (or a part) resumes strictly after the last checkpointed id.
+
+Import this module (a worker does when its flows module does) to register the type.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterator
+from typing import Any, Self
+
+from pydantic import Field, model_validator
+
+from active_data_flow.connector import Partition, Source, SourceConfig, check_parts
+from active_data_flow.errors import ConfigurationError
+from active_data_flow.message import Message, Untyped
+from active_data_flow.registry import register_connector
+
+__all__ = ["RangeSource"]
+
+
+class RangeConfig(SourceConfig):
+    """Options of :class:`RangeSource`.
+
+    Attributes:
+        start: the first id.
+        stop: one past the last id.
+        wait: seconds to wait before each page of ``every`` rows (0: none).
+        every: rows per page.
+        pad: characters of padding in each row's ``v``.
+    """
+
+    start: int = Field(default=0, ge=0)
+    stop: int = Field(ge=0)
+    wait: float = Field(default=0.0, ge=0, le=60)
+    every: int = Field(default=1000, ge=1)
+    pad: int = Field(default=0, ge=0, le=10_000)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.stop < self.start:
+            raise ValueError(f"stop ({self.stop}) is before start ({self.start})")
+        return self
+
+
+@register_connector("range")
+class RangeSource(Source):
+    """Rows ``start <= id < stop``, optionally paced like a remote API (see the module)."""
+
+    Config = RangeConfig
+    config: RangeConfig
+
+    def _first(self, cursor: Any) -> int:
+        if cursor is None:
+            return self.config.start
+        if not isinstance(cursor, int) or isinstance(cursor, bool):
+            raise ConfigurationError(f"range source cursor must be an id, got {cursor!r}",
+                                     option="cursor")
+        return max(self.config.start, cursor + 1)
+
+    def each(self, cursor: Any = None) -> Iterator[Message]:
+        config = self.config
+        pad = "x" * config.pad
+        first = self._first(cursor)
+        for i in range(first, config.stop):
+            if config.wait and (i - first) % config.every == 0:
+                time.sleep(config.wait)
+            message = Untyped({"id": i, "v": f"row-{i}{pad}"})
+            message.position = i
+            yield message
+
+    def count(self) -> int:
+        return self.config.stop - self.config.start
+
+    def split(self, parts: int, cursor: Any = None) -> list[Partition]:
+        """Cut ``[first, stop)`` into at most ``parts`` contiguous ranges of ids."""
+        check_parts(parts)
+        first = self._first(cursor)
+        length = max(0, self.config.stop - first)
+        parts = max(1, min(parts, length))
+        cuts = [first + length * k // parts for k in range(parts + 1)]
+        options = self.config.model_dump()
+        return [Partition(RangeSource(**{**options, "start": lo, "stop": hi}))
+                for lo, hi in itertools.pairwise(cuts)]

@@ -1,0 +1,14 @@
+"""The app for ``celery -A active_data_flow.runtimes.celery.worker worker``.
+
+Configured from the environment: ``ADF_CELERY_BROKER_URL`` (required), ``ADF_DATABASE_URL``
+(the flow store) and ``ADF_FLOWS`` (the modules or folders defining the application's code
+flows). ``adf celery-worker`` is the same worker with options on its command line.
+"""
+
+from __future__ import annotations
+
+from active_data_flow.runtimes.celery.app import default_app
+
+__all__ = ["app"]
+
+app = default_app()
