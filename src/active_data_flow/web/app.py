@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.openapi.utils import get_openapi
@@ -13,7 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from active_data_flow.errors import ConfigurationError
 from active_data_flow.registry import available_connectors, available_runtimes
-from active_data_flow.runtimes.heartbeat.store import FlowStore
+from active_data_flow.runtimes.heartbeat import FlowStore
 from active_data_flow.web import metrics, ops, pages
 from active_data_flow.web.api import flows as flows_api
 from active_data_flow.web.api import runs as runs_api
@@ -79,16 +79,16 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
-        background = getattr(the_store, "background", None)
-        if background is not None and hasattr(background, "shutdown"):
-            background.shutdown()
         if owns_store:
-            the_store.close()
+            the_store.close()  # stops the background runs gracefully, too
+        elif app.state.beats_started:
+            the_store.background.shutdown()
 
     app = FastAPI(title=settings.title, version=_version(), lifespan=lifespan,
                   openapi_url=None, docs_url=None, redoc_url=None,
                   description="Manage and monitor ActiveDataFlow flows.")
     app.state.store = the_store
+    app.state.beats_started = False  # set by POST /heartbeat: runs in background threads
     app.state.settings = settings
     app.state.csrf = Csrf(settings.secret_key)
     app.state.templates = make_templates()
@@ -125,7 +125,9 @@ def _anonymous() -> None:
 def _authenticated(hook: AuthHook) -> Callable[..., Any]:
     """Wrap the hook so the identity it returns is available to templates."""
 
-    def dependency(request: Request, identity: Annotated[Any, Depends(hook)]) -> Any:
+    # A default, not Annotated[...]: with postponed annotations FastAPI would resolve the
+    # annotation in this module's globals, where ``hook`` does not exist.
+    def dependency(request: Request, identity: Any = Depends(hook)) -> Any:  # noqa: B008
         request.state.user = identity
         return identity
 

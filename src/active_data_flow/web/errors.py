@@ -24,7 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from active_data_flow.errors import ActiveDataFlowError, ConfigurationError, FlowRunError
-from active_data_flow.runtimes.heartbeat.records import (
+from active_data_flow.runtimes.heartbeat import (
     FlowBusy,
     FlowCodeError,
     FlowExists,

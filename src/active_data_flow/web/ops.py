@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
+from active_data_flow.runtimes.heartbeat import beat
 from active_data_flow.web.api.deps import Store, errors, get_settings
 from active_data_flow.web.api.schemas import BeatSummaryOut, HealthOut
 from active_data_flow.web.masking import mask_text
@@ -81,7 +82,7 @@ def require_heartbeat_token(request: Request, settings: Settings) -> None:
     openapi_extra={"security": [{"heartbeatToken": []}]},
 )
 def heartbeat(
-    store: Store, settings: Settings,
+    request: Request, store: Store, settings: Settings,
     limit: Annotated[int | None, Query(ge=1, le=10_000,
                                        description="Claim at most this many runs.")] = None,
 ) -> dict[str, Any]:
@@ -90,8 +91,7 @@ def heartbeat(
     Safe to call repeatedly and concurrently: each due run is claimed exactly once.
     Authenticate with ``Authorization: Bearer <ADF_HEARTBEAT_TOKEN>``.
     """
-    from active_data_flow.runtimes.heartbeat.beat import beat
-
+    request.app.state.beats_started = True
     summary = beat(store, worker_id=settings.worker_id, background=True, limit=limit)
     return beat_view(summary)
 

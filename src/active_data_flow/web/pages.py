@@ -14,8 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from active_data_flow.errors import ConfigurationError
 from active_data_flow.registry import available_connectors, available_runtimes
-from active_data_flow.runtimes.heartbeat.records import FlowRecord
-from active_data_flow.runtimes.heartbeat.store import FlowStore
+from active_data_flow.runtimes.heartbeat import FlowRecord, FlowStore
 from active_data_flow.web.api.schemas import NAME_PATTERN
 from active_data_flow.web.charts import run_history_svg
 from active_data_flow.web.forms import INTERVAL_HELP, FlowForm, FormError

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from active_data_flow.runtimes.heartbeat.records import (
+from active_data_flow.runtimes.heartbeat import (
     BeatSummary,
     DeadLetter,
     FlowRecord,

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Path, Query, Request
 
-from active_data_flow.runtimes.heartbeat.store import FlowStore
+from active_data_flow.runtimes.heartbeat import FlowStore
 from active_data_flow.web.api.schemas import NAME_PATTERN, ErrorOut
 from active_data_flow.web.settings import WebSettings
 
