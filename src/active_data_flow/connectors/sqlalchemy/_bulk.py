@@ -53,13 +53,14 @@ def make_writer(
 ) -> Writer:
     """The fastest correct writer for records with ``columns`` on ``dialect``."""
     stmt = insert_statement(info, columns, dialect.name, upsert)
-    compiled = stmt.compile(dialect=dialect, column_keys=list(columns))
+    core_keys = {info.columns[a].key: a for a in columns}  # Core column key -> record key
+    compiled = stmt.compile(dialect=dialect, column_keys=list(core_keys))
     defaults = _scalar_defaults(compiled)
     if defaults is None or compiled.escaped_bind_names:
-        return _CoreWriter(stmt)
+        return _CoreWriter(stmt, core_keys)
     if copy and dialect.name == "postgresql" and dialect.driver == "psycopg":
-        return _CopyWriter(info, columns, dialect, defaults, upsert)
-    return _DriverWriter(str(compiled), compiled, info, dialect, defaults)
+        return _CopyWriter(info, core_keys, dialect, defaults, upsert)
+    return _DriverWriter(str(compiled), compiled, info, dialect, defaults, core_keys)
 
 
 def _scalar_defaults(compiled: Any) -> dict[str, Any] | None:
@@ -76,11 +77,13 @@ def _scalar_defaults(compiled: Any) -> dict[str, Any] | None:
 
 def _row_builder(
     order: Sequence[str], processors: dict[str, Callable[[Any], Any]],
-    constants: dict[str, Any], *, as_dict: bool,
+    constants: dict[str, Any], core_keys: dict[str, str], *, as_dict: bool,
 ) -> Callable[[Record], Any]:
     """A function from a record to a statement's parameters, generated for speed.
 
-    ``lambda r: (r['id'], p0(r['ts']), c0)``: one C-level tuple or dict build per row.
+    ``order`` lists Core column keys; ``core_keys`` maps them to the record's keys (the
+    model's attribute names). ``lambda r: (r['id'], p0(r['ts']), c0)``: one C-level tuple
+    or dict build per row.
     """
     namespace: dict[str, Any] = {}
     parts: list[str] = []
@@ -89,7 +92,7 @@ def _row_builder(
             namespace[f"c{i}"] = constants[key]
             expr = f"c{i}"
         else:
-            expr = f"r[{key!r}]"
+            expr = f"r[{core_keys[key]!r}]"
         if key in processors:
             namespace[f"p{i}"] = processors[key]
             expr = f"p{i}({expr})"
@@ -111,14 +114,19 @@ def _processors(info: ModelInfo, keys: Sequence[str], dialect: Dialect) -> dict[
 class _CoreWriter:
     """SQLAlchemy's own executemany (Python-side callable defaults, escaped names)."""
 
-    def __init__(self, stmt: sa.Insert) -> None:
+    def __init__(self, stmt: sa.Insert, core_keys: dict[str, str]) -> None:
         self.stmt = stmt
+        to_core = {a: c for c, a in core_keys.items()}
+        same = all(c == a for c, a in core_keys.items())
+        self.params: Callable[[Record], Record] = (
+            (lambda r: r) if same else (lambda r: {to_core[k]: v for k, v in r.items()})
+        )
 
     def prepare(self, conn: Connection) -> None:
         pass
 
     def write(self, conn: Connection, records: Sequence[Record]) -> None:
-        conn.execute(self.stmt, list(records))
+        conn.execute(self.stmt, [self.params(r) for r in records])
 
 
 class _DriverWriter:
@@ -126,16 +134,18 @@ class _DriverWriter:
 
     def __init__(
         self, sql: str, compiled: Any, info: ModelInfo, dialect: Dialect,
-        constants: dict[str, Any],
+        constants: dict[str, Any], core_keys: dict[str, str],
     ) -> None:
         self.sql = sql
         positional = compiled.positiontup is not None
         order = list(compiled.positiontup if positional else compiled.binds)
         processors = _processors(info, order, dialect)
-        if not positional and not processors and not constants:
+        same_keys = all(c == a for c, a in core_keys.items())
+        if not positional and not processors and not constants and same_keys:
             self.params: Callable[[Sequence[Record]], Any] = list  # the records themselves
         else:
-            build = _row_builder(order, processors, constants, as_dict=not positional)
+            build = _row_builder(order, processors, constants, core_keys,
+                                 as_dict=not positional)
             self.params = lambda records: list(map(build, records))
 
     def prepare(self, conn: Connection) -> None:
@@ -149,15 +159,15 @@ class _CopyWriter:
     """PostgreSQL (psycopg 3): COPY into the table, or into a staging table and merge."""
 
     def __init__(
-        self, info: ModelInfo, columns: tuple[str, ...], dialect: Dialect,
+        self, info: ModelInfo, core_keys: dict[str, str], dialect: Dialect,
         constants: dict[str, Any], upsert: UpsertSpec | None,
     ) -> None:
         quote = dialect.identifier_preparer.quote
         self.dialect = dialect
-        order = [*columns, *(k for k in constants if k not in columns)]
+        order = [*core_keys, *(k for k in constants if k not in core_keys)]
         names = ", ".join(quote(info.table.c[k].name) for k in order)
         self.row = _row_builder(order, _processors(info, order, dialect), constants,
-                                as_dict=False)
+                                core_keys, as_dict=False)
         table = dialect.identifier_preparer.format_table(info.table)
         self.upsert = upsert
         self.stage: str | None = None
@@ -172,12 +182,13 @@ class _CopyWriter:
         )
         self.copy_sql = f"COPY {self.stage} ({names}) FROM STDIN"
         stage = sa.table(self.stage, *(sa.column(info.table.c[k].name) for k in order))
-        merge = merge_statement(info, order, [stage.c[info.table.c[k].name] for k in order],
-                                upsert)
+        by_core = {c.key: a for a, c in info.columns.items()}
+        merge = merge_statement(info, [by_core[k] for k in order],
+                                [stage.c[info.table.c[k].name] for k in order], upsert)
         self.merge_sql = str(merge.compile(dialect=dialect))
         self.truncate_sql = f"TRUNCATE {self.stage}"
-        key = [order.index(k) for k in upsert.unique_by]
-        self.dedupe = bool(upsert.updates(order))
+        key = [order.index(info.columns[a].key) for a in upsert.unique_by]
+        self.dedupe = bool(upsert.updates([by_core[k] for k in order]))
         self.key_of: Callable[[tuple[Any, ...]], tuple[Any, ...]] = (
             lambda row: tuple(row[i] for i in key)
         )

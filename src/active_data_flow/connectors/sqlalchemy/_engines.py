@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -203,31 +204,38 @@ def dispose_engines() -> None:
         db.engine.dispose()
 
 
-def check_reference(value: Any, *, trusted: bool) -> str | Engine | None:
+def check_reference(value: str | Engine | None, *, trusted: bool, what: str) -> None:
     """Validate a ``database`` option at construction, without connecting.
 
     Outside trusted code only registered names are accepted; a URL is parsed (so a typo
-    fails at construction) but its engine is created only at first use.
+    fails at construction) but its engine is created only at first use. Messages mask
+    passwords.
+
+    Raises:
+        ConfigurationError: naming the option ``database``.
     """
     if value is None or isinstance(value, Engine):
-        return value
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"must be a registered database name, a URL or an Engine, got {value!r}")
+        return
+    if not value.strip():
+        raise ConfigurationError(f"{what}: option 'database' is empty", option="database")
     if not trusted:
         if value not in registered_databases():
             known = ", ".join(registered_databases()) or "none are registered"
-            shown = _mask_url_text(value)
-            raise ValueError(
-                f"{shown!r} is not a registered database; specs from the flow store or the web "
-                f"API may only name registered databases (registered: {known})"
+            raise ConfigurationError(
+                f"{what}: option 'database': {_mask_url_text(value)!r} is not a registered "
+                "database; specs from the flow store or the web API may only name registered "
+                f"databases (registered: {known})",
+                option="database",
             )
-        return value
+        return
     if "://" in value:
         try:
             sa.make_url(value)
-        except sa.exc.ArgumentError as exc:
-            raise ValueError(f"not a valid SQLAlchemy URL: {exc}") from None
-    return value
+        except (sa.exc.ArgumentError, ValueError) as exc:
+            raise ConfigurationError(
+                f"{what}: option 'database': {_mask_url_text(value)!r} is not a valid "
+                f"SQLAlchemy URL: {_mask_url_text(str(exc))}", option="database",
+            ) from None
 
 
 def resolve_database(ref: str | Engine | None, default_name: str | None, what: str) -> Database:
@@ -276,11 +284,14 @@ def _create_engine(url: str | sa.URL, options: dict[str, Any]) -> Engine:
         ) from exc
 
 
+_PASSWORD_IN_URL = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
+
+
 def _mask_url_text(text: str) -> str:
     try:
         return sa.make_url(text).render_as_string(hide_password=True)
-    except Exception:
-        return text
+    except Exception:  # not a URL: mask anything shaped like user:password@
+        return _PASSWORD_IN_URL.sub(r"\1***@", text)
 
 
 def _after_fork_in_child() -> None:

@@ -36,26 +36,28 @@ class ModelOptions(ConnectorConfig):
     def _resolve_model(cls, value: Any) -> type:
         return resolve_model(value, trusted=specs_trusted())
 
-    @field_validator("database", mode="before")
-    @classmethod
-    def _check_database(cls, value: Any) -> Any:
-        return _engines.check_reference(value, trusted=specs_trusted())
-
     @field_serializer("model", when_used="json")
     def _model_spec(self, model: type) -> str:
         return import_string(model)
 
+    def check(self, what: str) -> None:
+        """Checks that must raise ConfigurationError itself (pydantic would echo the input,
+        and a URL may hold a password)."""
+        _engines.check_reference(self.database, trusted=specs_trusted(), what=what)
+
+    def check_storable(self) -> None:
+        """Raise ``ConfigurationError`` if the options cannot be written as a spec."""
+        if isinstance(self.database, Engine) and _engines.registered_name(self.database) is None:
+            raise ConfigurationError(
+                "an Engine passed as `database` has no name to store in a spec; register it "
+                "with register_database(name, engine) and pass the name",
+                option="database",
+            )
+
     @field_serializer("database", when_used="json")
     def _database_spec(self, database: str | Engine | None) -> str | None:
         if isinstance(database, Engine):
-            name = _engines.registered_name(database)
-            if name is None:
-                raise ConfigurationError(
-                    "an Engine passed as `database` has no name to store in a spec; register "
-                    "it with register_database(name, engine) and pass the name",
-                    option="database",
-                )
-            return name
+            return _engines.registered_name(database)
         if database is not None and "://" in database:
             # A URL of a registered database is stored as its name: stored specs may only
             # name registered databases.

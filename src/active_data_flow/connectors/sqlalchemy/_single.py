@@ -76,7 +76,7 @@ class SingleWriter:
             values = record if self.skip_validations else self._validated(record)
             conn = session.connection()
             stmt = insert_statement(self.info, list(values), conn.dialect.name, self.upsert)
-            conn.execute(stmt, values)
+            conn.execute(stmt, {self.info.columns[k].key: v for k, v in values.items()})
             return
         if self.upsert is not None and self._update_existing(session, record):
             return

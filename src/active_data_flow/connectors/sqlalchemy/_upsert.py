@@ -102,12 +102,12 @@ def _on_conflict(
             first = info.columns[upsert.unique_by[0]]
             return stmt.on_duplicate_key_update({first: first})  # type: ignore[no-any-return]
         return stmt.on_duplicate_key_update(  # type: ignore[no-any-return]
-            {info.columns[c]: stmt.inserted[c] for c in updates}
+            {info.columns[c]: stmt.inserted[info.columns[c].key] for c in updates}
         )
     target = [info.columns[c] for c in upsert.unique_by]
     if not updates:
         return stmt.on_conflict_do_nothing(index_elements=target)  # type: ignore[no-any-return]
     return stmt.on_conflict_do_update(  # type: ignore[no-any-return]
         index_elements=target,
-        set_={info.columns[c]: stmt.excluded[c] for c in updates},
+        set_={info.columns[c]: stmt.excluded[info.columns[c].key] for c in updates},
     )

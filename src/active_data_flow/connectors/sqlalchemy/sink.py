@@ -88,6 +88,7 @@ class SqlAlchemySink(Sink):
     def _setup(self) -> None:
         what = self._label()
         cfg = self.config
+        cfg.check(what)
         self._info = info = ModelInfo.of(cfg.model, what)
         self._upsert = _upsert_spec(cfg, info, what)
         if cfg.transaction_batch_size is not None and not cfg.transaction:
@@ -106,6 +107,12 @@ class SqlAlchemySink(Sink):
         self._writers: dict[tuple[tuple[str, ...], bool], Writer] = {}
         self._db: Database | None = None
         self._conn: Connection | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec: the model as its import string, the database as its registered name
+        (or URL)."""
+        self.config.check_storable()
+        return super().to_dict()
 
     # -- buffering ----------------------------------------------------------------------
     def write(self, record: Message | Mapping[str, Any]) -> None:

@@ -95,6 +95,7 @@ class SqlAlchemySource(Source):
     def _setup(self) -> None:
         what = self._label()
         cfg = self.config
+        cfg.check(what)
         self._info = ModelInfo.of(cfg.model, what)
         self._plan = QueryPlan.build(
             self._info, where=cfg.where, order_by=cfg.order_by, select=cfg.select,
@@ -103,6 +104,12 @@ class SqlAlchemySource(Source):
         self._lag = _lag_step(self._plan, cfg.lag, what)
         self._db: Database | None = None
         self._streams: weakref.WeakSet[Generator[Message, None, None]] = weakref.WeakSet()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec: the model as its import string, the database as its registered name
+        (or URL)."""
+        self.config.check_storable()
+        return super().to_dict()
 
     # -- reading ------------------------------------------------------------------------
     def each(self, cursor: Any = None) -> Iterator[Message]:
