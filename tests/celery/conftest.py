@@ -15,9 +15,9 @@ import sqlalchemy as sa
 from active_data_flow.connectors.sqlalchemy import register_database, unregister_database
 from active_data_flow.runtimes.celery import create_app, set_default_app
 from active_data_flow.runtimes.celery._store_draft import PartitionedStore
-from active_data_flow.runtimes.heartbeat import catalog
+from active_data_flow.runtimes.heartbeat import RunRecord, catalog
 from tests.celery import flows
-from tests.celery.harness import Broker, Cluster
+from tests.celery.harness import Broker, Cluster, wait_for
 from tests.conftest import RABBITMQ_HOST, REDIS_HOST, need
 
 # Short timeouts keep fault tests fast: a dead worker's part may be taken over after 3 s;
@@ -123,3 +123,13 @@ def target_ids(data_url: str) -> list[int]:
                         .scalars())
     finally:
         engine.dispose()
+
+
+def wait_run(store: PartitionedStore, run_id: int, timeout: float = 60) -> RunRecord:
+    """Wait until run ``run_id`` has ended; return its record."""
+    def ended() -> RunRecord | None:
+        run = store.get_run(run_id)
+        return run if run.ended_at is not None else None
+
+    record: RunRecord = wait_for(ended, timeout, f"run {run_id} to end", interval=0.2)
+    return record

@@ -5,6 +5,10 @@ by ranges of ``i``. With ``wait`` it pauses before every ``every`` rows, like a 
 answers a page of rows per request, so a flow reading it is I/O-bound. Its positions are the
 ids, so a run (or a part) resumes strictly after the last checkpointed id.
 
+For failure tests, ``fail_at`` makes reading that id raise, transiently (``ConnectorTimeout``,
+retried) or permanently (``SourceError``), once per existence of the file ``fail_flag`` (the
+source deletes it as it raises), so exactly one execution fails, in whichever process.
+
 Import this module (a worker does when its flows module does) to register the type.
 """
 
@@ -13,12 +17,13 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Iterator
-from typing import Any, Self
+from pathlib import Path
+from typing import Any, Literal, Self
 
 from pydantic import Field, model_validator
 
 from active_data_flow.connector import Partition, Source, SourceConfig, check_parts
-from active_data_flow.errors import ConfigurationError
+from active_data_flow.errors import ConfigurationError, ConnectorTimeout, SourceError
 from active_data_flow.message import Message, Untyped
 from active_data_flow.registry import register_connector
 
@@ -34,6 +39,9 @@ class RangeConfig(SourceConfig):
         wait: seconds to wait before each page of ``every`` rows (0: none).
         every: rows per page.
         pad: characters of padding in each row's ``v``.
+        fail_at: an id whose reading fails while ``fail_flag`` exists (see the module).
+        fail_flag: the file whose existence arms ``fail_at``.
+        fail_kind: ``"transient"`` or ``"permanent"``.
     """
 
     start: int = Field(default=0, ge=0)
@@ -41,6 +49,9 @@ class RangeConfig(SourceConfig):
     wait: float = Field(default=0.0, ge=0, le=60)
     every: int = Field(default=1000, ge=1)
     pad: int = Field(default=0, ge=0, le=10_000)
+    fail_at: int | None = None
+    fail_flag: Path | None = None
+    fail_kind: Literal["transient", "permanent"] = "transient"
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:
@@ -71,9 +82,22 @@ class RangeSource(Source):
         for i in range(first, config.stop):
             if config.wait and (i - first) % config.every == 0:
                 time.sleep(config.wait)
+            if i == config.fail_at:
+                self._maybe_fail(i)
             message = Untyped({"id": i, "v": f"row-{i}{pad}"})
             message.position = i
             yield message
+
+    def _maybe_fail(self, i: int) -> None:
+        flag = self.config.fail_flag
+        if flag is None:
+            return
+        try:
+            flag.unlink()
+        except FileNotFoundError:
+            return  # disarmed: an earlier execution failed already
+        kind = ConnectorTimeout if self.config.fail_kind == "transient" else SourceError
+        raise kind(f"range source: injected {self.config.fail_kind} failure at id {i}")
 
     def count(self) -> int:
         return self.config.stop - self.config.start
