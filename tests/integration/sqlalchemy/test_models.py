@@ -106,8 +106,8 @@ def test_untrusted_specs_refuse_unregistered_models_and_raw_urls() -> None:
     register_models(Contact)
     register_database("main", "sqlite://")
     with untrusted_specs():
-        with pytest.raises(ConfigurationError, match="'Person' is not a registered model.*"
-                                                     "registered: .*Contact") as err:
+        with pytest.raises(ConfigurationError, match=r"'Person' is not a registered model.*"
+                                                     r"registered: .*Contact") as err:
             SqlAlchemySource(model="Person", database="main")
         assert err.value.option == "model"
         with pytest.raises(ConfigurationError, match="not a registered database") as err:
@@ -118,13 +118,13 @@ def test_untrusted_specs_refuse_unregistered_models_and_raw_urls() -> None:
 
 def test_untrusted_specs_import_nothing() -> None:
     # In a fresh interpreter, so the module cannot have been imported by another test.
-    code = textwrap.dedent(f"""
+    code = textwrap.dedent("""
         import sys
         from active_data_flow import Source
         from active_data_flow.errors import ConfigurationError
         from active_data_flow.registry import untrusted_specs
-        spec = {{"type": "sqlalchemy",
-                 "config": {{"model": "tests.integration.sqlalchemy.unregistered:Secret"}}}}
+        spec = {"type": "sqlalchemy",
+                 "config": {"model": "tests.integration.sqlalchemy.unregistered:Secret"}}
         with untrusted_specs():
             try:
                 Source.from_dict(spec)

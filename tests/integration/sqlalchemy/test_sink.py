@@ -88,13 +88,14 @@ def test_callable_python_defaults_are_applied(engine: sa.Engine) -> None:
     with SqlAlchemySink(model=Ticket, database=engine) as sink:
         sink.write_batch([{"id": i, "title": f"t{i}"} for i in range(1, 4)])
     codes = [r[1] for r in rows(engine, Ticket)]
-    assert all(code.startswith("T-") for code in codes) and len(set(codes)) == 3
+    assert all(code.startswith("T-") for code in codes)
+    assert len(set(codes)) == 3
 
 
 def test_fields_that_are_not_columns_are_a_sink_error(engine: sa.Engine) -> None:
     sink = SqlAlchemySink(model=Contact, database=engine)
     sink.write({"id": 1, "email": "a@b.c", "nickname": "x"})
-    with pytest.raises(SinkError, match="record 1 has field.* 'nickname' that are not columns"):
+    with pytest.raises(SinkError, match=r"record 1 has field.* 'nickname' that are not columns"):
         sink.flush()
     sink.discard()
     sink.close()
@@ -141,9 +142,8 @@ def test_a_unique_violation_mid_batch_writes_nothing_and_names_the_record(
     engine: sa.Engine,
 ) -> None:
     insert(engine, Contact, contacts([500]))
-    batch = contacts(range(1, 301)) + [{"id": 301, "email": "c500@example.com"}] + contacts(
-        range(302, 601)
-    )
+    taken = {"id": 301, "email": "c500@example.com"}
+    batch = [*contacts(range(1, 301)), taken, *contacts(range(302, 601))]
     sink = SqlAlchemySink(model=Contact, database=engine, batch_size=100)
     sink.write_batch(batch)
     with pytest.raises(RecordRejected) as err:
@@ -188,7 +188,7 @@ def test_transaction_batch_size_commits_every_n_records(engine: sa.Engine) -> No
     insert(engine, Contact, contacts([25]))
     sink = SqlAlchemySink(model=Contact, database=engine, batch_size=4,
                           transaction_batch_size=10)
-    sink.write_batch(contacts(range(1, 25)) + [{"id": 99, "email": "c25@example.com"}])
+    sink.write_batch([*contacts(range(1, 25)), {"id": 99, "email": "c25@example.com"}])
     with pytest.raises(RecordRejected):
         sink.flush()
     # Two transactions of ten committed; the third (21-24 and the bad record) rolled back.
@@ -200,7 +200,7 @@ def test_transaction_batch_size_commits_every_n_records(engine: sa.Engine) -> No
 def test_without_a_transaction_each_statement_commits_on_its_own(engine: sa.Engine) -> None:
     insert(engine, Contact, contacts([9]))
     sink = SqlAlchemySink(model=Contact, database=engine, batch_size=4, transaction=False)
-    sink.write_batch(contacts(range(1, 9)) + [{"id": 10, "email": "c9@example.com"}])
+    sink.write_batch([*contacts(range(1, 9)), {"id": 10, "email": "c9@example.com"}])
     with pytest.raises(RecordRejected):
         sink.flush()
     assert [r[0] for r in rows(engine, Contact, "id")] == [*range(1, 9), 9]
@@ -218,7 +218,8 @@ def test_flush_with_runs_the_hook_inside_the_batch_transaction(engine: sa.Engine
     sink = SqlAlchemySink(model=Contact, database=engine)
     sink.write_batch(contacts(range(1, 4)))
     assert sink.flush_with(save_cursor) is True
-    assert len(emails(engine)) == 3 and len(rows(engine, Person)) == 1
+    assert len(emails(engine)) == 3
+    assert len(rows(engine, Person)) == 1
 
     def fail(conn: sa.Connection) -> bool:
         raise RuntimeError("the run's claim was lost")
@@ -275,7 +276,8 @@ def test_skip_validations_and_skip_callbacks(engine: sa.Engine) -> None:
     with SqlAlchemySink(model=Contact, database=engine, batch_size=1, skip_callbacks=True,
                         skip_validations=True) as sink:
         sink.write({"id": 3, "email": "RAW"})
-    assert emails(engine)[2] == "RAW" and EVENTS == []
+    assert emails(engine)[2] == "RAW"
+    assert EVENTS == []
 
 
 def test_single_record_upserts_load_and_update_through_the_orm(engine: sa.Engine) -> None:

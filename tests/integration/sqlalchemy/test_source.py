@@ -42,7 +42,8 @@ def test_reads_every_row_in_key_order_with_typed_values_and_json_positions(
     assert ids(iter(messages)) == list(range(1, 26))
     first = messages[0]
     assert first.to_dict() == people(1)[0]
-    assert isinstance(first["score"], Decimal) and isinstance(first["updated_at"], dt.datetime)
+    assert isinstance(first["score"], Decimal)
+    assert isinstance(first["updated_at"], dt.datetime)
     assert [m.position for m in messages[:3]] == [[1], [2], [3]]
     # Positions survive JSON (a store keeps them as JSON) and resume strictly after.
     cursor = json.loads(json.dumps(messages[11].position))
