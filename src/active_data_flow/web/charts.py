@@ -29,7 +29,7 @@ def run_history_svg(runs: Sequence[dict[str, Any]]) -> Markup:
     plot_w = WIDTH - PAD_LEFT - PAD_RIGHT
     plot_h = HEIGHT - PAD_TOP - PAD_BOTTOM
     step = plot_w / len(done)
-    bar_w = max(step * 0.7, 1.0)
+    bar_w = min(max(step * 0.7, 1.0), 40.0)
     parts = [
         f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
         f'aria-label="Rows written and duration of the last {len(done)} runs" '
@@ -52,6 +52,8 @@ def run_history_svg(runs: Sequence[dict[str, Any]]) -> Markup:
         cy = PAD_TOP + plot_h - plot_h * seconds / time_max
         points.append(f"{cx:.1f},{cy:.1f}")
     parts.append(f'<polyline class="duration" fill="none" points="{" ".join(points)}"/>')
+    parts.extend(f'<circle class="duration-point" cx="{p.split(",")[0]}" '
+                 f'cy="{p.split(",")[1]}" r="2.5"/>' for p in points)
     parts.append(
         f'<line class="axis" x1="{PAD_LEFT}" y1="{PAD_TOP + plot_h}" '
         f'x2="{WIDTH - PAD_RIGHT}" y2="{PAD_TOP + plot_h}"/>')

@@ -70,7 +70,9 @@ class RequestIdMiddleware:
                       if k == b"x-request-id"), "")
         request_id = given if _SANE_ID.match(given) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
-        token = _request_id.set(request_id)
+        # Each request runs in a context of its own (a task), so the value is not reset:
+        # servers like a2wsgi may finish the coroutine in another context.
+        _request_id.set(request_id)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -79,10 +81,7 @@ class RequestIdMiddleware:
                 message = {**message, "headers": headers}
             await send(message)
 
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            _request_id.reset(token)
+        await self.app(scope, receive, send_with_id)
 
 
 # Exception class -> HTTP status. Lookups follow the exception's MRO, so the most specific
