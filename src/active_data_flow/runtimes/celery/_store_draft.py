@@ -205,7 +205,7 @@ _RUNNING = RunStatus.RUNNING.value
 _PENDING = RunStatus.PENDING.value
 
 #: How long a claim that hit a concurrency limit waits before trying again.
-LIMIT_RETRY_SECONDS = 1.0
+LIMIT_RETRY_SECONDS = 0.5
 
 
 def _guard(claim: ClaimedPartition) -> tuple[sa.ColumnElement[bool], ...]:
@@ -337,6 +337,9 @@ class PartitionsMixin(RunsMixin):
             if busy is not None:
                 return PartitionBusy(LIMIT_RETRY_SECONDS, busy,
                                      self._flow_by_id(conn, part.flow_id))
+            # Read the clock after counting: a part whose end freed the slot committed its
+            # ended_at before the count saw it, so this start is never earlier.
+            now = self.now()
             token = uuid.uuid4().hex
             conn.execute(partitions.update().where(partitions.c.id == partition_id).values(
                 status=_RUNNING, claim_token=token, worker_id=worker_id,

@@ -39,6 +39,8 @@ class RangeConfig(SourceConfig):
         wait: seconds to wait before each page of ``every`` rows (0: none).
         every: rows per page.
         pad: characters of padding in each row's ``v``.
+        per_read: read at most this many ids after the cursor (like an API that serves a
+            bounded page per sync); the next run goes on from there.
         fail_at: an id whose reading fails while ``fail_flag`` exists (see the module).
         fail_flag: the file whose existence arms ``fail_at``.
         fail_kind: ``"transient"`` or ``"permanent"``.
@@ -49,6 +51,7 @@ class RangeConfig(SourceConfig):
     wait: float = Field(default=0.0, ge=0, le=60)
     every: int = Field(default=1000, ge=1)
     pad: int = Field(default=0, ge=0, le=10_000)
+    per_read: int | None = Field(default=None, ge=1)
     fail_at: int | None = None
     fail_flag: Path | None = None
     fail_kind: Literal["transient", "permanent"] = "transient"
@@ -75,11 +78,16 @@ class RangeSource(Source):
                                      option="cursor")
         return max(self.config.start, cursor + 1)
 
+    def _last(self, first: int) -> int:
+        if self.config.per_read is None:
+            return self.config.stop
+        return min(self.config.stop, first + self.config.per_read)
+
     def each(self, cursor: Any = None) -> Iterator[Message]:
         config = self.config
         pad = "x" * config.pad
         first = self._first(cursor)
-        for i in range(first, config.stop):
+        for i in range(first, self._last(first)):
             if config.wait and (i - first) % config.every == 0:
                 time.sleep(config.wait)
             if i == config.fail_at:
@@ -106,9 +114,9 @@ class RangeSource(Source):
         """Cut ``[first, stop)`` into at most ``parts`` contiguous ranges of ids."""
         check_parts(parts)
         first = self._first(cursor)
-        length = max(0, self.config.stop - first)
+        length = max(0, self._last(first) - first)
         parts = max(1, min(parts, length))
         cuts = [first + length * k // parts for k in range(parts + 1)]
-        options = self.config.model_dump()
+        options = {**self.config.model_dump(), "per_read": None}
         return [Partition(RangeSource(**{**options, "start": lo, "stop": hi}))
                 for lo, hi in itertools.pairwise(cuts)]
