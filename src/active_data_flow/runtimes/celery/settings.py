@@ -91,7 +91,7 @@ class CelerySettings(BaseModel):
         prefetch_multiplier: tasks each worker process reserves; must be 1.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
     broker_url: str = Field(default_factory=lambda: os.environ.get(BROKER_ENV, ""))
     store_url: str | None = Field(default_factory=lambda: os.environ.get("ADF_DATABASE_URL"))
