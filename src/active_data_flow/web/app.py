@@ -17,6 +17,7 @@ from active_data_flow.runtimes.heartbeat import FlowStore
 from active_data_flow.web import metrics, ops, pages
 from active_data_flow.web.api import flows as flows_api
 from active_data_flow.web.api import runs as runs_api
+from active_data_flow.web.api.deps import no_unknown_query
 from active_data_flow.web.errors import ErrorGuard, RequestIdMiddleware, install_error_handlers
 from active_data_flow.web.security import AuthHook, Csrf, OriginGuard
 from active_data_flow.web.settings import WebSettings
@@ -99,7 +100,7 @@ def create_app(
     app.include_router(ops.health_router)
     app.include_router(ops.heartbeat_router)
     protected = APIRouter(dependencies=[Depends(user)])
-    api = APIRouter(prefix="/api")
+    api = APIRouter(prefix="/api", dependencies=[Depends(no_unknown_query)])
     api.include_router(flows_api.router)
     api.include_router(runs_api.router)
     protected.include_router(api)

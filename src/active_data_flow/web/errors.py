@@ -17,10 +17,11 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Request, routing
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from active_data_flow.errors import ActiveDataFlowError, ConfigurationError, FlowRunError
@@ -167,8 +168,25 @@ def _handle_http(request: Request, exc: Exception) -> Response:
     message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
     if exc.status_code >= 500:
         message = GENERIC_5XX
-    return error_response(request, exc.status_code, message,
-                          headers=dict(exc.headers) if exc.headers else None)
+    headers = dict(exc.headers) if exc.headers else {}
+    if exc.status_code == 405:
+        # Routes are registered per method; the router's own Allow names only the first.
+        headers["Allow"] = ", ".join(allowed_methods(request)) or headers.get("Allow", "")
+    return error_response(request, exc.status_code, message, headers=headers or None)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """The methods some route of the app accepts for the request's path."""
+    path = request.scope.get("path", "")
+    root = request.scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root):]
+    methods: set[str] = set()
+    for route in routing.iter_route_contexts(request.app.routes):
+        regex, _, _ = compile_path(route.path or "/")
+        if regex.match(path):
+            methods |= set(route.methods or ())
+    return sorted(methods)
 
 
 def _handle_validation(request: Request, exc: Exception) -> Response:

@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from active_data_flow.errors import ConfigurationError
 from active_data_flow.registry import available_connectors, available_runtimes
 from active_data_flow.runtimes.heartbeat import FlowRecord, FlowStore
-from active_data_flow.web.api.schemas import NAME_PATTERN
+from active_data_flow.web.api.schemas import MAX_ID, NAME_PATTERN
 from active_data_flow.web.charts import run_history_svg
 from active_data_flow.web.forms import INTERVAL_HELP, FlowForm, FormError
 from active_data_flow.web.masking import mask, unmask
@@ -270,7 +270,7 @@ async def replay(request: Request, name: FlowName) -> Response:
 
 # -- runs and dead letters ---------------------------------------------------------------
 @router.get("/runs/{run_id}", name="page_run", response_class=HTMLResponse)
-def run_page(request: Request, run_id: Annotated[int, Path(ge=1, le=2**62)]) -> Response:
+def run_page(request: Request, run_id: Annotated[int, Path(ge=1, le=MAX_ID)]) -> Response:
     """A run: counts, timings, cursor range, error and traceback (and partitions, when the
     store records them)."""
     store = _store(request)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import Depends, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
 
 from active_data_flow.runtimes.heartbeat import FlowStore
 from active_data_flow.web.api.schemas import NAME_PATTERN, ErrorOut
@@ -18,6 +19,7 @@ __all__ = [
     "errors",
     "get_settings",
     "get_store",
+    "no_unknown_query",
     "spec_dict",
 ]
 
@@ -38,6 +40,7 @@ Offset = Annotated[int, Query(ge=0, le=2**31, description="Matching records to s
 Limit = Annotated[int, Query(ge=1, le=1000, description="Page size.")]
 
 _DESCRIPTIONS = {
+    400: "Malformed request: the body is not valid JSON.",
     401: "Not authenticated.",
     403: "Refused: cross-site request or insufficient rights.",
     404: "No such flow or run.",
@@ -50,9 +53,36 @@ _DESCRIPTIONS = {
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` entries for the given error statuses."""
     return {code: {"model": ErrorOut, "description": _DESCRIPTIONS[code]}
-            for code in (401, 403, 503, *codes)}
+            for code in (400, 401, 403, 503, *codes)}
+
+
+def no_unknown_query(request: Request) -> None:
+    """Refuse query parameters the operation does not declare (a typo is not ignored) and
+    parameters given twice (which one would win is anyone's guess)."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None or not request.query_params:
+        return
+    known = _query_names(dependant)
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        raise RequestValidationError([{
+            "loc": ("query", unknown[0]), "type": "extra_forbidden",
+            "msg": f"unknown query parameter (known: {', '.join(sorted(known)) or 'none'})"}])
+    repeated = sorted(k for k in known if len(request.query_params.getlist(k)) > 1)
+    if repeated:
+        raise RequestValidationError([{
+            "loc": ("query", repeated[0]), "type": "repeated",
+            "msg": "given more than once; give it once"}])
 
 
 def spec_dict(model: Any) -> dict[str, Any]:
     """A request model as the store's spec dict: only the fields the caller set."""
     return model.model_dump(mode="json", exclude_unset=True)  # type: ignore[no-any-return]
+
+
+def _query_names(dependant: Any) -> set[str]:
+    names = {p.alias for p in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names

@@ -8,7 +8,13 @@ from fastapi import APIRouter, Path, Query
 
 from active_data_flow.registry import available_connectors, available_runtimes
 from active_data_flow.web.api.deps import Limit, Offset, Store, errors
-from active_data_flow.web.api.schemas import NAME_PATTERN, ConnectorTypes, RunOut, RunPage
+from active_data_flow.web.api.schemas import (
+    MAX_ID,
+    NAME_PATTERN,
+    ConnectorTypes,
+    RunOut,
+    RunPage,
+)
 from active_data_flow.web.views import page_view, run_view
 
 __all__ = ["router"]
@@ -31,7 +37,7 @@ def list_runs(
 
 @router.get("/runs/{run_id}", response_model=RunOut, operation_id="get_run", tags=["runs"],
             responses=errors(404, 422))
-def get_run(store: Store, run_id: Annotated[int, Path(ge=1, le=2**62)]) -> dict[str, Any]:
+def get_run(store: Store, run_id: Annotated[int, Path(ge=1, le=MAX_ID)]) -> dict[str, Any]:
     """One run: counts, timings, cursor range, error and traceback."""
     return run_view(store.get_run(run_id))
 

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "MAX_ID",
     "NAME_PATTERN",
     "BeatSummaryOut",
     "ConnectorSpec",
@@ -38,6 +39,9 @@ __all__ = [
 #: Flow names: what the store accepts, minus "." and "..", which no URL path can carry.
 NAME_PATTERN = (r"^(?:[A-Za-z0-9_\-][A-Za-z0-9_.\-]{0,199}|\.[A-Za-z0-9_\-][A-Za-z0-9_.\-]{0,198}"
                 r"|\.\.[A-Za-z0-9_.\-]{1,198})$")
+
+#: Largest id the API takes: exact in JSON numbers everywhere (JavaScript's safe integers).
+MAX_ID = 2**53 - 1
 
 FlowName = Annotated[str, Field(pattern=NAME_PATTERN, description="Unique flow name.")]
 OnError = Literal["fail", "skip", "dead_letter"]
@@ -117,7 +121,7 @@ class CursorReset(_Strict):
 class ReplayRequest(_Strict):
     """Which dead letters to replay (all unreplayed ones when ``ids`` is null)."""
 
-    ids: list[Annotated[int, Field(ge=1, le=2**62)]] | None = Field(default=None,
+    ids: list[Annotated[int, Field(ge=1, le=MAX_ID)]] | None = Field(default=None,
                                                                    max_length=10_000)
 
 
