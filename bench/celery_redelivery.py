@@ -17,6 +17,7 @@ It explains the "~90 s with a 10 s visibility timeout" seen on Redis (docs/celer
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import subprocess
@@ -101,10 +102,8 @@ def measure(broker: str, options: str | None, limit: float) -> float | None:
         return starts(mark)[1] - killed
     finally:
         for p in procs:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(p.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             p.wait()
         with sender.connection_for_write() as conn:
             if broker.startswith("amqp"):

@@ -93,7 +93,7 @@ class Worker:
     log: Path
 
     def processes(self) -> list[Any]:
-        import psutil
+        import psutil  # type: ignore[import-untyped]
 
         try:
             root = psutil.Process(self.popen.pid)
@@ -149,7 +149,7 @@ def start_workers(n: int, concurrency: int, env: dict[str, str], queue: str,
 
 
 def machine_busy() -> float:
-    import psutil
+    import psutil  # type: ignore[import-untyped]
 
     t = psutil.cpu_times()
     return float(t.user + t.system + getattr(t, "nice", 0) + getattr(t, "irq", 0)
