@@ -149,7 +149,7 @@ def start_workers(n: int, concurrency: int, env: dict[str, str], queue: str,
 
 
 def machine_busy() -> float:
-    import psutil  # type: ignore[import-untyped]
+    import psutil
 
     t = psutil.cpu_times()
     return float(t.user + t.system + getattr(t, "nice", 0) + getattr(t, "irq", 0)
