@@ -62,7 +62,9 @@ def store(make_store: Callable[..., FlowStore]) -> FlowStore:
     return make_store()
 
 
-def memory_flow(name: str, records: list[dict[str, Any]], sink: str, **runtime: Any) -> dict[str, Any]:
+def memory_flow(
+    name: str, records: list[dict[str, Any]], sink: str, **runtime: Any
+) -> dict[str, Any]:
     """A JSON spec copying ``records`` into the memory sink ``sink``."""
     return {
         "name": name,

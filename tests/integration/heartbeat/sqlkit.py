@@ -59,6 +59,14 @@ def data_table(name: str) -> sa.Table:
                     sa.Column("value", sa.String(100), nullable=False))
 
 
+def append_table(name: str) -> sa.Table:
+    """A target that accepts duplicates: ``(n SERIAL PRIMARY KEY, id, value)``."""
+    return sa.Table(name, sa.MetaData(),
+                    sa.Column("n", sa.Integer, primary_key=True, autoincrement=True),
+                    sa.Column("id", sa.Integer, nullable=False),
+                    sa.Column("value", sa.String(100), nullable=False))
+
+
 def tally_table() -> sa.Table:
     """Executions counted by the concurrency harness."""
     return sa.Table("tally", sa.MetaData(),
@@ -117,7 +125,8 @@ class TableSource(Source):
 
 @register_connector("test_table")
 class TableSink(Sink):
-    """Write records into ``table`` at ``url``: ``append`` (plain inserts) or ``upsert``."""
+    """Write records into ``table`` at ``url``: ``append`` (plain inserts into an
+    :func:`append_table`, duplicates allowed) or ``upsert`` (into a :func:`data_table`)."""
 
     class Config(SinkConfig):
         url: str
@@ -155,9 +164,9 @@ class TableSink(Sink):
             raise SinkError(f"test_table sink: {type(exc).__name__}: {exc.orig}") from exc
 
     def _statement(self, dialect: str) -> Any:
-        table = data_table(self.config.table)
         if self.config.mode == "append":
-            return table.insert()
+            return append_table(self.config.table).insert()
+        table = data_table(self.config.table)
         if dialect == "postgresql":
             pg = postgresql.insert(table)
             return pg.on_conflict_do_update(index_elements=["id"],
@@ -185,8 +194,8 @@ class TallySource(Source):
     def each(self, cursor: Any = None) -> Iterator[Message]:
         run = current_run()
         worker = f"{os.getpid()}:{run.worker_id if run else '-'}"
-        auto = engine(self.config.url).execution_options(isolation_level="AUTOCOMMIT")
-        with auto.connect() as conn:
+        with engine(self.config.url).connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT")
             conn.execute(tally_table().insert().values(
                 run_id=run.run_id if run else -1, worker=worker[:100]))
         yield from ()

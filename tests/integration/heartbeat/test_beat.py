@@ -22,7 +22,6 @@ from active_data_flow.runtimes.heartbeat import (
     execute_run,
 )
 from active_data_flow.runtimes.inline import Inline
-from active_data_flow.testing import FaultySink
 from tests.integration.heartbeat.conftest import Clock, memory_flow
 
 RECORDS = [{"id": i} for i in range(7)]
@@ -41,7 +40,9 @@ def test_a_beat_runs_the_due_flow_records_the_run_and_schedules_the_next(
     assert (run.status, run.worker_id, run.attempt) == ("succeeded", "w1", 1)
     assert (run.read, run.written, run.skipped, run.failed, run.batches) == (7, 7, 0, 0, 3)
     assert (run.cursor_start, run.cursor_end) == (None, 6)
-    assert run.started_at and run.ended_at and run.duration_s is not None
+    assert run.started_at
+    assert run.ended_at
+    assert run.duration_s is not None
     assert MemorySink.records_of(sink_name) == RECORDS
 
     flow = store.get_flow("copy")
@@ -82,16 +83,19 @@ def test_a_failing_flow_fails_only_its_own_run_and_the_others_still_run(
         store.create_flow(memory_flow(f"ok_{i}", RECORDS, sink_name, interval=60))
 
     summary = beat(store)
-    assert len(summary.succeeded) == 3 and len(summary.failed) == 1
+    assert len(summary.succeeded) == 3
+    assert len(summary.failed) == 1
     assert summary.exit_code == 1
     failed = store.get_run(summary.failed[0])
-    assert failed.flow == "boom" and failed.status == "failed"
+    assert failed.flow == "boom"
+    assert failed.status == "failed"
     assert failed.error_type == "builtins.ValueError"
     assert "no id 3 here" in (failed.error or "")
     assert "raise ValueError" in (failed.traceback or "")
     assert failed.attempt == 1  # permanent: not retried
     flow = store.get_flow("boom")
-    assert flow.last_error is not None and "no id 3 here" in flow.last_error
+    assert flow.last_error is not None
+    assert "no id 3 here" in flow.last_error
     assert flow.next_run_at is not None  # a failed flow stays scheduled
     assert len(MemorySink.records_of(sink_name)) == 3 * len(RECORDS)
     MemorySink.records_of(sink_name + "-boom").clear()
@@ -211,7 +215,8 @@ def test_a_background_beat_returns_after_claiming_and_the_run_finishes_later(
 
     store.sync(Slow)
     summary = beat(store, background=True)
-    assert summary.dispatched == summary.claimed and len(summary.claimed) == 1
+    assert summary.dispatched == summary.claimed
+    assert len(summary.claimed) == 1
     assert store.get_run(summary.claimed[0]).status == "running"
     release.set()
     assert store.background.wait(10)
@@ -251,7 +256,8 @@ def test_a_runtime_can_dispatch_claimed_runs_to_another_executor(
     store.create_flow({**spec, "runtime": {"type": "test_queue", "config": {"interval": 60}}})
 
     summary = beat(store)
-    assert summary.dispatched == summary.claimed and summary.runs == []
+    assert summary.dispatched == summary.claimed
+    assert summary.runs == []
     [(run_id, token)] = QueueRuntime.queue
     assert store.get_run(run_id).status == "running"
 
@@ -267,5 +273,6 @@ def test_a_pending_run_can_be_executed_by_id(store: FlowStore, sink_name: str) -
     store.create_flow(memory_flow("adhoc", RECORDS, sink_name))
     run = store.trigger("adhoc")
     record = execute_run(store, run.id, "cli")
-    assert record is not None and record.status == "succeeded"
+    assert record is not None
+    assert record.status == "succeeded"
     assert execute_run(store, run.id, "cli") is None

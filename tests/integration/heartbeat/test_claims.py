@@ -156,4 +156,5 @@ def test_the_status_enums_are_the_databases_check_constraints(store: FlowStore) 
     for status in RunStatus:
         assert f"'{status.value}'" in text
     flows = " ".join(str(c["sqltext"]) for c in inspector.get_check_constraints("adf_flows"))
-    assert "'active'" in flows and "'paused'" in flows
+    assert "'active'" in flows
+    assert "'paused'" in flows

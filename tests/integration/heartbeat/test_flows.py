@@ -159,11 +159,13 @@ def test_pausing_cancels_the_pending_run_and_resuming_schedules_a_new_one(
     assert (paused.status, paused.next_run_at) == ("paused", None)
     cancelled = store.get_run(pending.id)
     assert cancelled.status == "cancelled"
-    assert cancelled.ended_at is not None and "paused" in (cancelled.error or "")
+    assert cancelled.ended_at is not None
+    assert "paused" in (cancelled.error or "")
     assert beat(store).claimed == []
 
     resumed = store.resume("copy")
-    assert resumed.status == "active" and resumed.next_run_at is not None
+    assert resumed.status == "active"
+    assert resumed.next_run_at is not None
     assert [r.status for r in store.list_runs("copy").items] == ["pending", "cancelled"]
     with pytest.raises(FlowNotFound):
         store.pause("nope")
@@ -176,12 +178,14 @@ def test_a_trigger_while_the_flow_runs_makes_it_run_again_right_after(
     [claim] = store.claim_due("w1")
 
     again = store.trigger("copy")
-    assert again.id == claim.run_id and again.status == "running"
+    assert again.id == claim.run_id
+    assert again.status == "running"
     assert store.get_flow("copy").rerun_requested
     store.finish(claim, RunStatus.SUCCEEDED, RunCounts())
 
     nxt = store.list_runs("copy", status="pending").items[0]
-    assert nxt.trigger == "manual" and nxt.due_at <= store.now()
+    assert nxt.trigger == "manual"
+    assert nxt.due_at <= store.now()
     assert not store.get_flow("copy").rerun_requested
 
 
@@ -331,11 +335,13 @@ def test_a_module_that_no_longer_imports_leaves_a_clear_error_on_its_flows(
     assert sorted(report.missing) == ["copy_users", "on_demand_export"]
     record = store.get_flow("copy_users")
     assert record.code_error is not None
-    assert "no_such_dependency_xyz" in record.code_error and module in record.code_error
+    assert "no_such_dependency_xyz" in record.code_error
+    assert module in record.code_error
 
     # The heartbeat survives: each broken flow fails its own run, with the reason.
     summary = beat(store)
-    assert len(summary.failed) == 2 and summary.succeeded == []
+    assert len(summary.failed) == 2
+    assert summary.succeeded == []
     run = store.get_run(summary.failed[0])
     assert "not defined by any loaded module" in (run.error or "")
     assert run.traceback
@@ -368,7 +374,8 @@ def test_a_code_flow_cannot_take_the_name_of_a_spec_flow(store: FlowStore) -> No
         sink = MemorySink()
 
     report = store.sync(Clash)
-    assert "clash" in report.errors and "created from a spec" in report.errors["clash"]
+    assert "clash" in report.errors
+    assert "created from a spec" in report.errors["clash"]
     assert store.get_flow("clash").origin == "spec"
 
 

@@ -51,7 +51,8 @@ def test_upgrade_downgrade_upgrade_round_trips_and_matches_the_models(db_url: st
         store.list_flows()
 
     store.upgrade()
-    assert store.current() == head_revision() and store.is_current()
+    assert store.current() == head_revision()
+    assert store.is_current()
     assert schema_differences(store.engine) == []
     store.create_flow(memory_flow("copy", [{"id": 1}], "out", interval=60))
 
@@ -74,7 +75,8 @@ def test_the_embedded_sqlite_store_migrates_itself(tmp_path: Path, monkeypatch: 
     assert (tmp_path / "active_data_flow.db").is_file()
     monkeypatch.setenv("ADF_DATABASE_URL", f"sqlite:///{tmp_path / 'other.db'}")
     with FlowStore() as store:
-        assert store.url.endswith("other.db") and store.is_current()
+        assert store.url.endswith("other.db")
+        assert store.is_current()
 
 
 def test_the_revisions_sit_on_their_own_branch_with_their_own_version_table(
@@ -89,7 +91,8 @@ def test_the_revisions_sit_on_their_own_branch_with_their_own_version_table(
 
     store = FlowStore(sqlite_url)
     tables = set(sa.inspect(store.engine).get_table_names())
-    assert VERSION_TABLE in tables and "alembic_version" not in tables
+    assert VERSION_TABLE in tables
+    assert "alembic_version" not in tables
     store.close()
 
 

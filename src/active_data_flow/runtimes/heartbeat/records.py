@@ -275,6 +275,10 @@ class ClaimedRun:
         flow: the flow's record as of the claim.
         attempt: the attempt this claim starts.
         trigger: why the run exists.
+        cursor: the flow's cursor as of the claim (where the run resumes; nobody else can
+            move it while the claim holds).
+        counts: the run's counts before this claim (non-zero for a run given back by a
+            stopping worker and claimed again).
     """
 
     run_id: int
@@ -283,6 +287,8 @@ class ClaimedRun:
     flow: FlowRecord
     attempt: int
     trigger: str
+    cursor: Any = None
+    counts: RunCounts = RunCounts()
 
 
 @dataclass(frozen=True, slots=True)

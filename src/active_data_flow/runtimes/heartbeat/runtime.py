@@ -248,9 +248,10 @@ class HeartbeatRunner(Runner):
         started = time.monotonic()
         attempt = claim.attempt
         context = RunContext(claim.run_id, claim.flow.name, claim.worker_id, attempt, store)
+        cursor, base = claim.cursor, claim.counts  # as of the claim: no query needed
         while True:
-            cursor = store.flow_cursor(claim.flow.id)
-            base = store.start_attempt(claim, attempt, cursor)
+            if attempt != claim.attempt:  # a retry resumes from the last checkpoint
+                cursor, base = store.begin_attempt(claim, attempt)
             try:
                 with running(context):
                     result = self.run(flow, cursor=cursor, checkpoint=StoreCheckpoint(store, claim),

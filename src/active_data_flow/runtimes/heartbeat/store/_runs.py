@@ -86,15 +86,13 @@ class RunsMixin(StoreBase):
             ids = list(conn.execute(query).scalars())
             if not ids:
                 return []
-            token = uuid.uuid4().hex
+            # Without the guard (a test switch) claims are not exclusive: no status check and
+            # one shared token, so a second claimer does not fence the first off either.
+            token = uuid.uuid4().hex if guarded else "unguarded".ljust(32, "-")
             update = runs.update().where(runs.c.id.in_(ids))
             if guarded:
                 update = update.where(runs.c.status == _PENDING)
-            conn.execute(update.values(
-                status=_RUNNING, claim_token=token, worker_id=worker_id,
-                attempt=runs.c.attempt + 1, started_at=sa.func.coalesce(runs.c.started_at, now),
-                heartbeat_at=now, lease_expires_at=self.lease_until(now), error=None,
-                error_type=None, traceback=None))
+            conn.execute(update.values(claim_token=token, **self._claim_values(worker_id, now)))
             return self._claimed(conn, ids, token, worker_id)
 
         claimed = self._db.transact(work)
@@ -109,10 +107,7 @@ class RunsMixin(StoreBase):
             token = uuid.uuid4().hex
             changed = conn.execute(runs.update().where(
                 runs.c.id == run_id, runs.c.status == _PENDING).values(
-                status=_RUNNING, claim_token=token, worker_id=worker_id,
-                attempt=runs.c.attempt + 1, started_at=sa.func.coalesce(runs.c.started_at, now),
-                heartbeat_at=now, lease_expires_at=self.lease_until(now), error=None,
-                error_type=None, traceback=None)).rowcount
+                claim_token=token, **self._claim_values(worker_id, now))).rowcount
             claimed = self._claimed(conn, [run_id], token, worker_id) if changed else []
             return claimed[0] if claimed else None
 
@@ -135,18 +130,33 @@ class RunsMixin(StoreBase):
 
         return self._db.transact(work)
 
+    def _claim_values(self, worker_id: str, now: datetime) -> dict[str, Any]:
+        """Column values of a claim (besides its token): running, held, leased, started."""
+        flow_cursor = (sa.select(flows.c.cursor).where(flows.c.id == runs.c.flow_id)
+                       .scalar_subquery())
+        return {
+            "status": _RUNNING, "worker_id": worker_id, "attempt": runs.c.attempt + 1,
+            "started_at": sa.func.coalesce(runs.c.started_at, now),
+            # The run starts where the flow's cursor is now: nobody can move it while held.
+            "cursor_start": sa.case((runs.c.cursor_start.is_(None), flow_cursor),
+                                    else_=runs.c.cursor_start),
+            "heartbeat_at": now, "lease_expires_at": self.lease_until(now),
+            "error": None, "error_type": None, "traceback": None,
+        }
+
     def _claimed(
         self, conn: Connection, ids: list[int], token: str, worker_id: str
     ) -> list[ClaimedRun]:
         rows = conn.execute(
-            sa.select(runs.c.id, runs.c.flow_id, runs.c.attempt, runs.c.trigger)
-            .where(runs.c.id.in_(ids), runs.c.claim_token == token).order_by(runs.c.id)
+            sa.select(runs).where(runs.c.id.in_(ids), runs.c.claim_token == token)
+            .order_by(runs.c.id)
         ).all()
         flow_ids = {r.flow_id for r in rows}
         records = {row.id: flow_record(row) for row in conn.execute(
             flow_select().where(flows.c.id.in_(flow_ids)))}
         return [ClaimedRun(run_id=r.id, token=token, worker_id=worker_id,
-                           flow=records[r.flow_id], attempt=r.attempt, trigger=r.trigger)
+                           flow=records[r.flow_id], attempt=r.attempt, trigger=r.trigger,
+                           cursor=records[r.flow_id].cursor, counts=RunCounts.of(r))
                 for r in rows]
 
     # -- while running -------------------------------------------------------------------
@@ -169,27 +179,39 @@ class RunsMixin(StoreBase):
 
         return self._db.transact(work)
 
-    def start_attempt(self, claim: ClaimedRun, attempt: int, cursor: Any) -> RunCounts:
-        """Record that attempt ``attempt`` starts from ``cursor``; return the run's counts so
-        far (from earlier attempts, or before a graceful release).
+    def begin_attempt(self, claim: ClaimedRun, attempt: int) -> tuple[Any, RunCounts]:
+        """Record that attempt ``attempt`` starts; return the flow's cursor (where it
+        resumes) and the run's counts so far (from earlier attempts, or before a release).
 
         Raises:
             RunClaimLost: the claim is no longer held.
         """
-        def work(conn: Connection) -> RunCounts:
+        def work(conn: Connection) -> tuple[Any, RunCounts]:
             now = self.now()
-            row = conn.execute(sa.select(runs).where(*_guard(claim))).first()
+            row = conn.execute(sa.select(runs, flows.c.cursor.label("flow_cursor"))
+                               .join(flows, flows.c.id == runs.c.flow_id)
+                               .where(*_guard(claim))).first()
             if row is None:
                 raise self._lost(claim)
             values: dict[str, Any] = {"attempt": attempt, "heartbeat_at": now,
                                       "lease_expires_at": self.lease_until(now)}
             if row.cursor_start is None:
-                values["cursor_start"] = cursor
+                values["cursor_start"] = row.flow_cursor
             if not conn.execute(runs.update().where(*_guard(claim)).values(**values)).rowcount:
                 raise self._lost(claim)
-            return RunCounts.of(row)
+            return row.flow_cursor, RunCounts.of(row)
 
         return self._db.transact(work)
+
+    def start_attempt(self, claim: ClaimedRun, attempt: int, cursor: Any) -> RunCounts:
+        """Like :meth:`begin_attempt`, for a caller that read the cursor itself; returns the
+        run's counts so far.
+
+        Raises:
+            RunClaimLost: the claim is no longer held.
+        """
+        del cursor  # the run's starting cursor is the flow's, read in the same transaction
+        return self.begin_attempt(claim, attempt)[1]
 
     def flow_cursor(self, flow_id: int) -> Any:
         """The flow's saved cursor."""
@@ -262,10 +284,8 @@ class RunsMixin(StoreBase):
         described_type, message = _describe(error)
         error_type = error_type or described_type
 
-        def work(conn: Connection) -> int:
+        def work(conn: Connection) -> RunRecord:
             now = self.now()
-            due_at = conn.execute(sa.select(runs.c.due_at).where(runs.c.id == claim.run_id)
-                                  ).scalar()
             changed = conn.execute(runs.update().where(*_guard(claim)).values(
                 status=status.value, live_flow_id=None, claim_token=None, ended_at=now,
                 heartbeat_at=now, lease_expires_at=None, duration_s=duration_s,
@@ -274,36 +294,43 @@ class RunsMixin(StoreBase):
             if not changed:
                 return self._already_finished(conn, claim, status)
             crash_point("while_finishing")
-            flow = self._lock_flow(conn, claim.flow.id)
             conn.execute(flows.update().where(flows.c.id == claim.flow.id).values(
                 last_run_id=claim.run_id, last_run_status=status.value, last_run_at=now,
-                last_error=truncate(message, MAX_ERROR), code_error=code_error,
-                rerun_requested=False))
-            self._schedule_next(conn, claim.flow.id, flow, due_at or now, now)
-            return claim.run_id
+                last_error=truncate(message, MAX_ERROR), code_error=code_error))
+            # The flow row is locked by the update above: its status is current.
+            row = conn.execute(run_select().add_columns(
+                flows.c.status.label("flow_status"), flows.c.runtime.label("flow_runtime"),
+                flows.c.rerun_requested).where(runs.c.id == claim.run_id)).one()
+            record = run_record(row)
+            self._schedule_next(conn, claim.flow.id, row.flow_status, row.flow_runtime,
+                                bool(row.rerun_requested), record.due_at, now)
+            return record
 
-        run_id = self._db.transact(work)
-        return self.get_run(run_id)
+        return self._db.transact(work)
 
-    def _already_finished(self, conn: Connection, claim: ClaimedRun, status: RunStatus) -> int:
+    def _already_finished(
+        self, conn: Connection, claim: ClaimedRun, status: RunStatus
+    ) -> RunRecord:
         # A retried transaction whose first commit succeeded (its reply was lost) finds its
         # own work done: same worker, same final status. Anything else means fenced off.
-        row = conn.execute(sa.select(runs.c.status, runs.c.worker_id)
-                           .where(runs.c.id == claim.run_id)).first()
+        row = conn.execute(run_select().where(runs.c.id == claim.run_id)).first()
         if row is not None and row.status == status.value and row.worker_id == claim.worker_id:
-            return claim.run_id
+            return run_record(row)
         raise self._lost(claim)
 
     def _schedule_next(
-        self, conn: Connection, flow_id: int, flow: Any, previous_due: datetime, now: datetime
+        self, conn: Connection, flow_id: int, flow_status: str, runtime: dict[str, Any],
+        rerun: bool, previous_due: datetime, now: datetime,
     ) -> None:
-        if self._lock_live(conn, flow_id) is not None:
-            return
-        if flow.rerun_requested:
+        """Insert the flow's next pending run after a run ended (the caller holds the flow's
+        row lock, and the run that ended was the flow's live run: no other can exist)."""
+        if rerun:  # a trigger arrived while the run ran
+            conn.execute(flows.update().where(flows.c.id == flow_id).values(
+                rerun_requested=False))
             self._insert_pending(conn, flow_id, "manual", now, now)
             return
-        schedule = schedule_of(flow.runtime)
-        if flow.status == FlowStatus.ACTIVE.value and schedule is not None:
+        schedule = schedule_of(runtime)
+        if flow_status == FlowStatus.ACTIVE.value and schedule is not None:
             self._insert_pending(conn, flow_id, "schedule",
                                  schedule.next_due(previous_due, now), now)
 
