@@ -20,7 +20,7 @@ from active_data_flow.web.charts import run_history_svg
 from active_data_flow.web.forms import INTERVAL_HELP, FlowForm, FormError
 from active_data_flow.web.masking import mask, unmask
 from active_data_flow.web.security import CSRF_COOKIE, CSRF_FIELD, Csrf
-from active_data_flow.web.views import dead_letter_view, flow_view, run_view
+from active_data_flow.web.views import dead_letter_view, flow_view, partition_view, run_view
 
 __all__ = ["router"]
 
@@ -182,9 +182,10 @@ async def update_flow(request: Request, name: FlowName) -> Response:
     form = FlowForm.from_post(await request.form())
     form.name = name
     try:
-        changes = unmask(form.to_spec(with_name=False), current.spec)
-        if "sink" in changes:
+        changes = form.to_spec(with_name=False)
+        if "sink" in changes:  # the stored spec has a list: compare like with like
             changes["sinks"] = [changes.pop("sink")]
+        changes = unmask(changes, current.spec)
         changes.setdefault("dead_letter_sink", None)
         changes.setdefault("batch_size", None)
         await run_in_threadpool(store.update_flow, name, changes)
@@ -283,9 +284,10 @@ def run_page(request: Request, run_id: Annotated[int, Path(ge=1, le=MAX_ID)]) ->
     store records them)."""
     store = _store(request)
     run = run_view(store.get_run(run_id))
-    children_of = getattr(store, "list_child_runs", None)
-    children = [run_view(r) for r in children_of(run_id)] if callable(children_of) else []
-    return render(request, "run.html", {"run": run, "children": children,
+    # A partitioned run (Celery runtime) has parts, when the store records them.
+    parts_of = getattr(store, "list_partitions", None)
+    parts = [partition_view(p) for p in parts_of(run_id)] if callable(parts_of) else []
+    return render(request, "run.html", {"run": run, "partitions": parts,
                                         "refresh": run["status"] in ("pending", "running")})
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "dead_letter_view",
     "flow_view",
     "page_view",
+    "partition_view",
     "replay_view",
     "run_view",
     "stats_view",
@@ -54,6 +55,11 @@ def flow_view(record: FlowRecord) -> dict[str, Any]:
 
 def run_view(record: RunRecord) -> dict[str, Any]:
     """A run as a JSON-safe dict; error texts and tracebacks masked."""
+    return _masked(record)
+
+
+def partition_view(record: Any) -> dict[str, Any]:
+    """One part of a partitioned run (any record dataclass), masked."""
     return _masked(record)
 
 
