@@ -490,11 +490,14 @@ class PartitionsMixin(RunsMixin):
             duration_s=(now - started).total_seconds(), error_type=error_type,
             error=truncate(error, MAX_ERROR), traceback=truncate(trace, MAX_TRACEBACK),
             cursor_end=cursor if not failed else run.cursor_start, **total.values()))
-        flow = self._lock_flow(conn, run.flow_id)
         conn.execute(flows.update().where(flows.c.id == run.flow_id).values(
             last_run_id=run.id, last_run_status=status.value, last_run_at=now,
-            last_error=truncate(error, MAX_ERROR), rerun_requested=False))
-        self._schedule_next(conn, run.flow_id, flow, run.due_at or now, now)
+            last_error=truncate(error, MAX_ERROR)))
+        # The flow row is locked by the update above: its status is current.
+        flow = conn.execute(sa.select(flows.c.status, flows.c.runtime, flows.c.rerun_requested)
+                            .where(flows.c.id == run.flow_id)).one()
+        self._schedule_next(conn, run.flow_id, flow.status, flow.runtime,
+                            bool(flow.rerun_requested), run.due_at or now, now)
 
     # -- reading -------------------------------------------------------------------------
     def get_partition(self, partition_id: int) -> PartitionRecord:

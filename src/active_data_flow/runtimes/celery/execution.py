@@ -244,7 +244,19 @@ def run_partition(store: FlowStoreWithParts, partition_id: int, worker_id: str) 
     runtime = celery_runtime(got.flow)
     try:
         with PartitionLease(store, got) as lease:
-            return _execute(store, got, runtime, lease)
+            try:
+                return _execute(store, got, runtime, lease)
+            except (RunClaimLost, StoreError):
+                raise
+            except Exception as exc:  # a bug, not a data error: fail the part, visibly
+                log.exception("partition %s: unexpected error", partition_id,
+                              extra={"action": "partition_crashed"})
+                outcome = store.finish_partition(
+                    got, RunStatus.FAILED, got.counts, error=f"{type(exc).__name__}: {exc}",
+                    error_type=_type_name(exc),
+                    traceback="".join(traceback.format_exception(exc)))
+                _after_run(store, None, outcome)
+                return None
     except RunClaimLost as exc:
         log.warning("partition %s: %s", partition_id, exc, extra={"action": "partition_lost"})
         return None

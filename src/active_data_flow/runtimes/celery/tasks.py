@@ -29,6 +29,8 @@ __all__ = ["WorkerState", "register_tasks", "worker_state"]
 
 log = logging.getLogger(__name__)
 
+_UNEXPECTED_RETRIES = 5
+
 
 @dataclass
 class WorkerState:
@@ -81,8 +83,9 @@ def register_tasks(app: Celery) -> None:
         send_start,
     )
 
+    # shared=False: each app gets its own tasks (Celery otherwise adds them to every app).
     options: dict[str, Any] = {"bind": True, "acks_late": True, "reject_on_worker_lost": True,
-                               "ignore_result": True}
+                               "ignore_result": True, "shared": False}
 
     @app.task(name=START_TASK, **options)  # type: ignore[untyped-decorator]
     def start_run(self: Any, run_id: int, token: str) -> None:
@@ -98,7 +101,15 @@ def register_tasks(app: Celery) -> None:
     @app.task(name=PARTITION_TASK, **options)  # type: ignore[untyped-decorator]
     def run_partition(self: Any, partition_id: int) -> None:
         store = worker_state(app).store
-        step = execution.run_partition(store, partition_id, _worker_id(self.request))
+        try:
+            step = execution.run_partition(store, partition_id, _worker_id(self.request))
+        except Exception as exc:
+            # Not even the failure could be recorded (a bug, or the store kept failing):
+            # try again once the part's lease has expired, a few times, then give up loudly
+            # (the run is recovered by the heartbeat after its queue_timeout).
+            log.exception("partition %s: could not be executed or recorded", partition_id)
+            raise self.retry(exc=exc, countdown=_cap(app, store.lease_seconds),
+                             max_retries=_UNEXPECTED_RETRIES) from exc
         if step is not None and step.again_in is not None:
             send_partition(app, partition_id, step.runtime,
                            countdown=_cap(app, step.again_in))
