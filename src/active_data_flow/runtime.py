@@ -201,8 +201,8 @@ class Runner:
         except Exception as exc:
             result = tally.result(flow.name)
             error = FlowRunError(
-                f"flow {flow.name!r} failed after {result.read} message(s) "
-                f"(resume after cursor {result.cursor!r}): {type(exc).__name__}: {exc}",
+                f"{type(exc).__name__}: {exc} (flow {flow.name!r} failed after "
+                f"{result.read} message(s); resume after cursor {result.cursor!r})",
                 flow=flow.name,
                 result=result,
             )

@@ -65,7 +65,7 @@ def test_a_failed_run_exits_1_with_the_reason(flows_file: Path) -> None:
     ("target", "message"),
     [
         ("no_such_module_xyz:Flow", "cannot import module 'no_such_module_xyz'"),
-        ("nocolon", "expected MODULE:FlowClass"),
+        (":Flow", "expected MODULE:FlowClass"),
         ("{file}:Missing", "has no attribute 'Missing'"),
         ("{file}:NOT_A_FLOW", "is a int, not a DataFlow subclass"),
         ("/nowhere/flows.py:X", "no such file"),

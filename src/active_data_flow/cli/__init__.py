@@ -74,14 +74,23 @@ def _unavailable(name: str, exc: ImportError) -> click.Command:
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="adf")
 @click.option("-v", "--verbose", count=True, help="Log more (-v: info, -vv: debug).")
-def main(verbose: int) -> None:
+@click.option("--config", "config_path", type=click.Path(dir_okay=False),
+              help="Settings file (default: ./adf.toml if present; env ADF_CONFIG).")
+def main(verbose: int, config_path: str | None) -> None:
     """ActiveDataFlow: run, schedule and monitor data flows.
 
     \b
     Examples:
-      adf run myapp.flows:ExportUsers     run a flow now, with a progress bar
-      adf connectors                      list the connector and runtime types installed
+      adf run myapp.flows:ExportUsers     run a flow class now, with a progress bar
+      adf init                            adf.toml, a flows folder and a migrated store
+      adf sync                            register the code-defined flows in the store
+      adf heartbeat                       run every due flow once (call it from cron)
+      adf list / adf runs FLOW            what the flows did
+      adf serve                           the web engine
     """
+    from active_data_flow.cli.config import load_project_config
+
+    load_project_config(config_path)
     level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
     level_name = os.environ.get("ADF_LOG_LEVEL")
     logging.basicConfig(level=level_name.upper() if level_name else level,

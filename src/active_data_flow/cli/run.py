@@ -33,9 +33,17 @@ def _parse_cursor(_ctx: click.Context, _param: click.Parameter, value: str | Non
 def run(target: str, cursor: Any, progress: bool, as_json: bool) -> None:
     """Run a flow now and print what it did.
 
-    TARGET is MODULE:FlowClass (e.g. myapp.flows:ExportUsers) or path/to/file.py:FlowClass.
+    TARGET is MODULE:FlowClass (e.g. myapp.flows:ExportUsers) or path/to/file.py:FlowClass,
+    run directly; or the NAME of a flow in the flow store, run now through the store (the
+    run is recorded, its cursor saved, like a heartbeat's run).
     The exit code is 0 on success, 1 when the run fails, 2 when TARGET cannot be loaded.
     """
+    if ":" not in target:
+        if cursor is not None:
+            raise click.UsageError("--cursor applies to MODULE:FlowClass targets; stored "
+                                   "flows resume from their saved cursor")
+        run_stored(target, as_json)
+        return
     flow_class = import_flow(target)
     try:
         flow = flow_class()
@@ -53,3 +61,29 @@ def run(target: str, cursor: Any, progress: bool, as_json: bool) -> None:
         click.echo(json.dumps(result.to_dict(), default=str))
     else:
         console.print(results_table([result]))
+
+
+def run_stored(name: str, as_json: bool) -> None:
+    """Trigger the stored flow ``name`` and execute its run in this process."""
+    from active_data_flow.cli.store import open_store, runs_table
+    from active_data_flow.runtimes.heartbeat import execute_run
+
+    with open_store() as store:
+        pending = store.trigger(name, reason="cli")
+        if pending.status != "pending":
+            err_console.print(f"{name} is running on {pending.worker_id}; it will run again "
+                              "right after that run")
+            return
+        with err_console.status(f"running {name} (run {pending.id})…"):
+            record = execute_run(store, pending.id)
+    if record is None:
+        err_console.print(f"run {pending.id} of {name} was taken by another worker")
+        return
+    if as_json:
+        click.echo(json.dumps(record.to_dict(), default=str))
+    else:
+        console.print(runs_table([record], title=f"{name}"))
+        if record.error:
+            err_console.print(f"[red]Error:[/red] {record.error}", highlight=False)
+    if record.status == "failed":
+        raise SystemExit(1)

@@ -1,0 +1,62 @@
+"""Project settings for the ``adf`` command: ``adf.toml``, overridden by the environment.
+
+``adf init`` writes an ``adf.toml`` in the project folder::
+
+    database_url = "sqlite:///active_data_flow.db"   # the flow store (ADF_DATABASE_URL)
+    flows = "data_flows"                               # code-defined flows (ADF_FLOWS)
+
+The command reads it from the working directory (or ``ADF_CONFIG``) and exports each
+setting as its environment variable unless that variable is already set, so the environment
+always wins and application code reading ``ADF_*`` sees the same values.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+
+import click
+
+__all__ = ["CONFIG_FILE", "SETTINGS", "load_project_config"]
+
+CONFIG_FILE = "adf.toml"
+
+#: setting in adf.toml -> environment variable
+SETTINGS = {
+    "database_url": "ADF_DATABASE_URL",
+    "flows": "ADF_FLOWS",
+    "heartbeat_token": "ADF_HEARTBEAT_TOKEN",
+}
+
+
+def load_project_config(path: str | os.PathLike[str] | None = None) -> Path | None:
+    """Export the settings of ``adf.toml`` (or ``path``) as ``ADF_*`` environment defaults.
+
+    Returns the file read, or ``None`` when there is none.
+
+    Raises:
+        click.ClickException: the file is not valid TOML or has an unknown setting.
+    """
+    explicit = path or os.environ.get("ADF_CONFIG")
+    file = Path(explicit) if explicit else Path.cwd() / CONFIG_FILE
+    if not file.is_file():
+        if explicit:
+            raise click.ClickException(f"configuration file not found: {file}")
+        return None
+    try:
+        settings = tomllib.loads(file.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise click.ClickException(f"{file}: not valid TOML: {exc}") from None
+    for key, value in settings.items():
+        if key not in SETTINGS:
+            raise click.ClickException(
+                f"{file}: unknown setting {key!r} (settings: {', '.join(SETTINGS)})")
+        if isinstance(value, list):
+            value = ",".join(str(v) for v in value)
+        if not isinstance(value, str):
+            raise click.ClickException(f"{file}: setting {key!r} must be a string")
+        if key == "flows" and not os.path.isabs(value):
+            value = str(file.parent / value)  # relative to the file, not the caller
+        os.environ.setdefault(SETTINGS[key], value)
+    return file

@@ -1,0 +1,350 @@
+"""``adf`` commands for the flow store and the heartbeat runtime.
+
+``db`` (migrations), ``sync``, ``list``, ``runs``, ``heartbeat``, ``worker``, ``pause``,
+``resume``, ``init`` and ``new flow``; ``adf run FLOW`` (a stored flow) lives in
+:mod:`.run`. The store's database is ``ADF_DATABASE_URL`` (or ``adf.toml``, see
+:mod:`.config`), the code-defined flows are loaded from ``ADF_FLOWS``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import click
+from rich.table import Table
+
+from active_data_flow.cli._render import console, err_console, format_cursor
+from active_data_flow.cli.scaffold import init, new
+from active_data_flow.errors import ActiveDataFlowError
+
+if TYPE_CHECKING:
+    from active_data_flow.runtimes.heartbeat import (
+        BeatSummary,
+        FlowRecord,
+        FlowStore,
+        RunRecord,
+    )
+
+__all__ = [
+    "db",
+    "heartbeat",
+    "init",
+    "list_flows",
+    "new",
+    "open_store",
+    "pause",
+    "resume",
+    "runs",
+    "sync",
+    "worker",
+]
+
+STATUS_STYLE = {
+    "succeeded": "green", "failed": "bold red", "running": "cyan", "pending": "yellow",
+    "cancelled": "dim", "active": "green", "paused": "yellow",
+}
+
+
+@contextmanager
+def open_store(*, upgrade: bool | None = None) -> Iterator[FlowStore]:
+    """The flow store for a command; store errors become one-line CLI errors."""
+    from active_data_flow.runtimes.heartbeat import FlowStore
+
+    try:
+        store = FlowStore(auto_upgrade=upgrade)
+    except ActiveDataFlowError as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        yield store
+    except ActiveDataFlowError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        store.close()
+
+
+def styled(status: str | None) -> str:
+    """A status word in its colour."""
+    if not status:
+        return "[dim]-[/dim]"
+    return f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]"
+
+
+def when(moment: datetime | None) -> str:
+    """A timestamp relative to now (``in 4m``, ``2h ago``), in UTC."""
+    if moment is None:
+        return "[dim]-[/dim]"
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    seconds = (moment - datetime.now(UTC)).total_seconds()
+    span = abs(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if span >= size:
+            text = f"{span / size:.0f}{unit}"
+            break
+    else:
+        text = f"{span:.0f}s"
+    return f"in {text}" if seconds > 0 else f"{text} ago"
+
+
+def schedule_text(record: FlowRecord) -> str:
+    """The flow's schedule as written in its runtime (``every 300s``, a cron string)."""
+    config = record.runtime.get("config") or {}
+    if config.get("enabled") is False:
+        return "disabled"
+    interval = config.get("interval")
+    if interval is None:
+        return "on demand"
+    return str(interval) if isinstance(interval, str) else f"every {interval:g}s"
+
+
+def _short(text: str | None, width: int = 60) -> str:
+    if not text:
+        return ""
+    line = text.strip().splitlines()[0]
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+# -- db ---------------------------------------------------------------------------------------
+@click.group()
+def db() -> None:
+    """Manage the flow store's database schema (Alembic migrations)."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="heads", show_default=True, help="Target revision.")
+def db_upgrade(revision: str) -> None:
+    """Apply the store's migrations (creates the tables on a new database)."""
+    with open_store(upgrade=False) as store:
+        before = store.current()
+        store.upgrade(revision)
+        after = store.current()
+    console.print(f"flow store {store.url}: {before or 'empty'} -> [green]{after}[/green]")
+
+
+@db.command("downgrade")
+@click.argument("revision")
+def db_downgrade(revision: str) -> None:
+    """Revert the store's migrations to REVISION (``base`` drops every table)."""
+    with open_store(upgrade=False) as store:
+        store.downgrade(revision)
+        console.print(f"flow store {store.url}: now at {store.current() or 'base'}")
+
+
+@db.command("current")
+def db_current() -> None:
+    """Show the store's current migration revision."""
+    with open_store(upgrade=False) as store:
+        state = "up to date" if store.is_current() else "[yellow]needs adf db upgrade[/yellow]"
+        console.print(f"flow store {store.url}: {store.current() or 'empty'} ({state})")
+
+
+# -- flows ------------------------------------------------------------------------------------
+@click.command()
+@click.argument("targets", nargs=-1)
+@click.option("--prune", is_flag=True, help="Delete code flows that no module defines any more.")
+def sync(targets: tuple[str, ...], prune: bool) -> None:
+    """Register or update the code-defined flows in the store.
+
+    TARGETS are modules (myapp.flows) or folders/files (app/data_flows); default: ADF_FLOWS,
+    else the first of app/data_flows and data_flows that exists.
+    """
+    from active_data_flow.runtimes.heartbeat import catalog
+
+    with open_store() as store:
+        report = None
+        for target in targets or (None,):
+            part = store.sync(target, prune=prune)
+            report = part if report is None else report
+            if report is not part:
+                for field in ("created", "updated", "unchanged", "missing", "removed"):
+                    getattr(report, field).extend(getattr(part, field))
+    assert report is not None
+    table = Table(title="Sync", title_justify="left", show_header=False)
+    for field, style in (("created", "green"), ("updated", "cyan"), ("unchanged", "dim"),
+                         ("missing", "red"), ("removed", "yellow")):
+        names = sorted(set(getattr(report, field)))
+        if names:
+            table.add_row(f"[{style}]{field}[/]", ", ".join(names))
+    if not table.row_count:
+        table.add_row("nothing", "no code-defined flow found (set ADF_FLOWS or pass a target)")
+    console.print(table)
+    for where, error in sorted(catalog.errors.items()):
+        err_console.print(f"[red]could not load[/red] {where}: {error}", highlight=False)
+    if report.missing or catalog.errors:
+        sys.exit(1)
+
+
+@click.command("list")
+@click.option("--status", type=click.Choice(["active", "paused"]), help="Only flows in this state.")
+@click.option("--search", help="Only flows whose name contains this text.")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--offset", default=0, type=click.IntRange(0))
+def list_flows(status: str | None, search: str | None, limit: int, offset: int) -> None:
+    """List the stored flows: status, schedule, next run, last result."""
+    with open_store() as store:
+        page = store.list_flows(status=status, search=search, offset=offset, limit=limit)
+    table = Table(title=f"Flows ({page.total} in {store.url})", title_justify="left")
+    for column in ("flow", "status", "schedule", "next run", "last run"):
+        table.add_column(column, no_wrap=column != "flow", overflow="fold")
+    for column in ("cursor", "last error"):
+        table.add_column(column, overflow="fold", ratio=1)
+    for f in page.items:
+        last = f"{styled(f.last_run_status)} {when(f.last_run_at)}" if f.last_run_status else "-"
+        error = f.code_error or (f.last_error if f.last_run_status == "failed" else None)
+        table.add_row(
+            f"[bold]{f.name}[/bold]" + (" [dim](spec)[/dim]" if f.origin == "spec" else ""),
+            styled(f.status), schedule_text(f),
+            "[cyan]running[/cyan]" if f.running_run_id else when(f.next_run_at),
+            last, format_cursor(f.cursor) if f.cursor is not None else "[dim]-[/dim]",
+            f"[red]{_short(error)}[/red]" if error else "",
+        )
+    console.print(table)
+    if page.total > offset + len(page.items):
+        console.print(f"[dim]{page.total - offset - len(page.items)} more: use --offset[/dim]")
+
+
+@click.command()
+@click.argument("flow")
+@click.option("--status", type=click.Choice(
+    ["pending", "running", "succeeded", "failed", "cancelled"]))
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--errors", "show_errors", is_flag=True, help="Print the traceback of failed runs.")
+def runs(flow: str, status: str | None, limit: int, show_errors: bool) -> None:
+    """Show the latest runs of FLOW, newest first."""
+    with open_store() as store:
+        store.get_flow(flow)
+        page = store.list_runs(flow=flow, status=status, offset=0, limit=limit)
+    console.print(runs_table(page.items, title=f"Runs of {flow} ({page.total})"))
+    if show_errors:
+        for run in page.items:
+            if run.traceback:
+                console.rule(f"run {run.id}")
+                console.print(run.traceback, highlight=False, markup=False)
+
+
+def runs_table(items: Any, title: str) -> Table:
+    """A table of run records (fits 80 columns; errors fold)."""
+    table = Table(title=title, title_justify="left")
+    table.add_column("run", justify="right", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("trigger", no_wrap=True)
+    table.add_column("started", no_wrap=True)
+    table.add_column("took", justify="right", no_wrap=True)
+    table.add_column("read", justify="right", no_wrap=True)
+    table.add_column("written", justify="right", no_wrap=True)
+    table.add_column("failed", justify="right", no_wrap=True)
+    table.add_column("error / worker", overflow="fold", ratio=1)
+    for r in items:
+        note = f"[red]{_short(r.error)}[/red]" if r.error else f"[dim]{r.worker_id or ''}[/dim]"
+        if r.skipped:
+            note = f"{r.skipped:,} skipped " + note
+        table.add_row(
+            str(r.id), styled(r.status), r.trigger, when(r.started_at or r.due_at),
+            f"{r.duration_s:.2f}s" if r.duration_s is not None else "-",
+            f"{r.read:,}", f"{r.written:,}",
+            f"[red]{r.failed:,}[/red]" if r.failed else "0", note,
+        )
+    return table
+
+
+def _set_status(action: Callable[[FlowStore, str], FlowRecord], flow: str, verb: str) -> None:
+    with open_store() as store:
+        record = action(store, flow)
+    console.print(f"{record.name}: {verb} (now {styled(record.status)})")
+
+
+@click.command()
+@click.argument("flow")
+def pause(flow: str) -> None:
+    """Pause FLOW: heartbeats skip it and its pending runs are cancelled."""
+    _set_status(lambda store, name: store.pause(name), flow, "paused")
+
+
+@click.command()
+@click.argument("flow")
+def resume(flow: str) -> None:
+    """Resume FLOW: it is scheduled again from now."""
+    _set_status(lambda store, name: store.resume(name), flow, "resumed")
+
+
+# -- heartbeats ---------------------------------------------------------------------------------
+def print_beat(summary: BeatSummary) -> None:
+    """A heartbeat's summary: what it claimed and how each run ended."""
+    counts = (f"claimed {len(summary.claimed)}, succeeded {len(summary.succeeded)}, "
+              f"failed {len(summary.failed)}")
+    extra = [f"{label} {len(ids)}" for label, ids in (
+        ("reclaimed", summary.reclaimed), ("interrupted", summary.interrupted),
+        ("lost", summary.lost), ("dispatched", summary.dispatched)) if ids]
+    style = "red" if summary.failed else "green"
+    console.print(f"[{style}]heartbeat[/] {summary.worker_id}: {counts}"
+                  + (f", {', '.join(extra)}" if extra else "")
+                  + f" in {summary.duration_s:.2f}s")
+    if summary.runs:
+        console.print(beat_table(summary.runs))
+
+
+def beat_table(items: list[RunRecord]) -> Table:
+    """One row per run a heartbeat executed."""
+    table = Table(show_edge=False, pad_edge=False)
+    for column in ("flow", "run", "status", "read", "written", "failed", "took", "error"):
+        table.add_column(column, justify="right" if column in ("run", "read", "written",
+                                                               "failed", "took") else "left")
+    for r in items:
+        table.add_row(r.flow, str(r.id), styled(r.status), f"{r.read:,}", f"{r.written:,}",
+                      f"[red]{r.failed:,}[/red]" if r.failed else "0",
+                      f"{r.duration_s:.2f}s" if r.duration_s is not None else "-",
+                      f"[red]{_short(r.error, 50)}[/red]" if r.error else "")
+    return table
+
+
+@click.command()
+@click.option("--limit", type=click.IntRange(1), help="Claim at most this many due runs.")
+@click.option("--concurrency", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Runs executed at once (threads).")
+def heartbeat(limit: int | None, concurrency: int) -> None:
+    """Run one heartbeat: claim every due flow, run it, schedule the next run.
+
+    Safe to call from several processes or machines at once (cron, containers): each due
+    run is claimed exactly once. Exits 1 when a run failed.
+    """
+    from active_data_flow.runtimes.heartbeat import beat
+
+    with open_store() as store:
+        summary = beat(store, limit=limit, concurrency=concurrency)
+    print_beat(summary)
+    sys.exit(summary.exit_code)
+
+
+@click.command()
+@click.option("--interval", default=5.0, show_default=True, type=click.FloatRange(0.05),
+              help="Seconds between heartbeats.")
+@click.option("--concurrency", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Runs executed at once within a beat.")
+@click.option("--shutdown-timeout", default=30.0, show_default=True, type=click.FloatRange(0),
+              help="Seconds a stop (SIGTERM, Ctrl-C) waits for running runs to checkpoint.")
+@click.option("--quiet", is_flag=True, help="Print only beats that claimed something.")
+def worker(interval: float, concurrency: int, shutdown_timeout: float, quiet: bool) -> None:
+    """Beat every INTERVAL seconds until SIGTERM or Ctrl-C (for hosts without cron).
+
+    On a stop signal, running runs finish their current batch and go back to pending
+    (or succeed), so no run is left running; a second signal is not needed.
+    """
+    from active_data_flow.runtimes.heartbeat import Worker
+
+    def on_beat(summary: BeatSummary) -> None:
+        if summary.claimed or summary.reclaimed or not quiet:
+            print_beat(summary)
+
+    with open_store() as store:
+        loop = Worker(store, interval=interval, concurrency=concurrency,
+                      shutdown_timeout=shutdown_timeout, on_beat=on_beat)
+        console.print(f"worker {loop.worker_id} beating every {interval:g}s on {store.url} "
+                      "(Ctrl-C to stop)")
+        clean = loop.run(install_signal_handlers=True)
+    console.print(f"worker stopped after {loop.beats} beat(s)"
+                  + ("" if clean else " [yellow](runs still active at the timeout)[/yellow]"))
+    sys.exit(0 if clean else 1)
