@@ -18,11 +18,14 @@ with ``connection_invalidated`` set on disconnects.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
+from operator import itemgetter
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection, Dialect
 
 from active_data_flow.connectors.sqlalchemy._models import ModelInfo
@@ -104,11 +107,35 @@ def _row_builder(
 def _processors(info: ModelInfo, keys: Sequence[str], dialect: Dialect) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key in keys:
-        column = info.table.c[key]
-        proc = column.type.dialect_impl(dialect).bind_processor(dialect)
-        if proc is not None:
-            out[key] = proc
+        impl = info.table.c[key].type.dialect_impl(dialect)
+        proc = impl.bind_processor(dialect)
+        if proc is None:
+            continue
+        if type(impl) is sqlite.DATETIME and impl._storage_format == _SQLITE_DATETIME_FORMAT:
+            proc = _fast_sqlite_datetime(proc)
+        out[key] = proc
     return out
+
+
+# SQLAlchemy stores SQLite datetimes as text in this format (unless a column sets its own).
+_SQLITE_DATETIME_FORMAT = sqlite.DATETIME._storage_format
+
+
+def _fast_sqlite_datetime(slow: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """SQLAlchemy's SQLite datetime formatting, at C speed for naive datetimes.
+
+    ``isoformat(" ", "microseconds")`` yields exactly SQLAlchemy's default storage text
+    (``2024-01-01 12:00:00.000000``) in a third of the time; anything else (aware
+    datetimes, dates) goes through SQLAlchemy's own processor.
+    """
+    iso, kind = dt.datetime.isoformat, dt.datetime
+
+    def process(value: Any) -> Any:
+        if type(value) is kind and value.tzinfo is None:
+            return iso(value, " ", "microseconds")
+        return slow(value)
+
+    return process
 
 
 class _CoreWriter:
@@ -143,6 +170,9 @@ class _DriverWriter:
         same_keys = all(c == a for c, a in core_keys.items())
         if not positional and not processors and not constants and same_keys:
             self.params: Callable[[Sequence[Record]], Any] = list  # the records themselves
+        elif positional and not processors and not constants and len(order) > 1:
+            get = itemgetter(*(core_keys[k] for k in order))  # a C-level tuple per record
+            self.params = lambda records: list(map(get, records))
         else:
             build = _row_builder(order, processors, constants, core_keys,
                                  as_dict=not positional)

@@ -111,6 +111,7 @@ def register_database(
     *,
     retries: int = 3,
     backoff: float = 0.2,
+    sqlite_wal: bool = True,
     **engine_options: Any,
 ) -> Engine:
     """Make a database known by name to the SQLAlchemy connectors.
@@ -126,8 +127,15 @@ def register_database(
         retries: tries in all for transient errors (connection refused, reset or timed out,
             deadlocks); 1 disables retrying.
         backoff: the first pause between tries in seconds; pauses double after each try.
+        sqlite_wal: switch a SQLite file to write-ahead logging (see below); only with a URL.
         **engine_options: passed to :func:`sqlalchemy.create_engine` (``pool_size``,
             ``pool_timeout``, ``connect_args``...); only with a URL.
+
+    A SQLite file opened from a URL is switched to write-ahead logging (``journal_mode=WAL``,
+    as Rails does since 7.1): readers no longer block writers, and a commit costs one fsync
+    instead of four while staying just as durable (``synchronous`` keeps SQLite's default,
+    FULL). The mode is a property of the file and stays with it; pass ``sqlite_wal=False``
+    to keep the file's journal mode, e.g. on a network file system, where WAL does not work.
 
     Returns:
         The engine.
@@ -150,7 +158,8 @@ def register_database(
             )
         db = Database(url_or_engine, name, policy, owned=False)
     else:
-        db = Database(_create_engine(url_or_engine, engine_options), name, policy, owned=True)
+        engine = _create_engine(url_or_engine, engine_options, sqlite_wal=sqlite_wal)
+        db = Database(engine, name, policy, owned=True)
     with _lock:
         previous = _named.get(name)
         _named[name] = db
@@ -275,13 +284,29 @@ def _named_policy(engine: Engine) -> RetryPolicy:
     return RetryPolicy()
 
 
-def _create_engine(url: str | sa.URL, options: dict[str, Any]) -> Engine:
+def _create_engine(
+    url: str | sa.URL, options: dict[str, Any], *, sqlite_wal: bool = True
+) -> Engine:
     try:
-        return sa.create_engine(url, **{"pool_pre_ping": True, **options})
+        engine = sa.create_engine(url, **{"pool_pre_ping": True, **options})
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError, TypeError) as exc:
         raise ConfigurationError(
             f"cannot create an engine for {_mask_url_text(str(url))}: {exc}", option="database"
         ) from exc
+    database = engine.url.database or ""
+    if sqlite_wal and engine.dialect.name == "sqlite" and database not in ("", ":memory:") \
+            and not database.startswith("file::memory:"):
+        sa.event.listen(engine, "connect", _use_wal)
+    return engine
+
+
+def _use_wal(dbapi_connection: Any, record: Any) -> None:
+    # Idempotent, and a no-op (the old mode is kept) where WAL is impossible.
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+    finally:
+        cursor.close()
 
 
 _PASSWORD_IN_URL = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")

@@ -26,7 +26,7 @@ from active_data_flow.errors import (
     RecordRejected,
     SinkError,
 )
-from active_data_flow.message import Message, as_record, record_key
+from active_data_flow.message import Message, Row, Untyped, as_record, record_key
 from active_data_flow.registry import register_connector
 
 __all__ = ["SqlAlchemySink"]
@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 Record = dict[str, Any]
 Plan = list[tuple[Writer | None, list[Record]]]
+_PLAIN = (dict, Row, Untyped)
 # A statement-level error that one bad record can cause: find and isolate that record.
 _RECORD_DB_ERRORS = (sa.exc.IntegrityError, sa.exc.DataError)
 
@@ -129,7 +130,8 @@ class SqlAlchemySink(Sink):
         """
         if len(self._buffer) >= self._threshold:
             self.flush()
-        self._buffer.extend(map(as_record, records))
+        plain = _PLAIN  # dicts (Row is one) are buffered as they are, without a call each
+        self._buffer.extend([r if type(r) in plain else as_record(r) for r in records])
 
     def discard(self) -> None:
         """Drop the records not flushed yet."""

@@ -134,12 +134,12 @@ class SqlAlchemySource(Source):
                 # The lag window: rows at or before the cursor but within `lag` of it. They
                 # keep the cursor as position, so a cursor never moves backwards.
                 start = after[0] - self._lag
-                window = reader.pages(None, after, start, remaining, fixed=list(cursor))
-                for message in window:
-                    yield message
+                for page in reader.pages(None, after, start, remaining, fixed=list(cursor)):
                     if remaining is not None:
-                        remaining -= 1
-            yield from reader.pages(after, None, None, remaining)
+                        remaining -= len(page)
+                    yield from page
+            for page in reader.pages(after, None, None, remaining):
+                yield from page  # one generator level per message: the list iterates in C
         finally:
             reader.close()
 
@@ -188,8 +188,8 @@ class _PageReader:
         remaining: int | None,
         *,
         fixed: Any = None,
-    ) -> Iterator[Message]:
-        """Messages page by page; ``fixed`` is a position to give them all instead of theirs."""
+    ) -> Iterator[list[Message]]:
+        """Pages of messages; ``fixed`` is a position to give them all instead of theirs."""
         keys = self.plan.keys + tuple(self.plan.nested)
         position_of, key_indexes = self.position_of, self.plan.key_indexes
         while remaining is None or remaining > 0:
@@ -197,10 +197,13 @@ class _PageReader:
             stmt = self.plan.statement(self.dialect, limit=size, after=after,
                                        not_after=not_after, first_from=first_from)
             rows = self._fetch(stmt)
+            page: list[Message] = []
+            append = page.append
             for values in rows:
                 message = Row(zip(keys, values, strict=False))
                 message.position = position_of(values) if fixed is None else fixed
-                yield message
+                append(message)
+            yield page
             if len(rows) < size:
                 return
             if remaining is not None:
