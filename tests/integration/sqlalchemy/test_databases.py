@@ -11,12 +11,12 @@ import sqlalchemy as sa
 from active_data_flow.connectors.sqlalchemy import (
     SqlAlchemySink,
     SqlAlchemySource,
+    _engines,
     dispose_engines,
     register_database,
     register_models,
     registered_databases,
 )
-from active_data_flow.connectors.sqlalchemy import _engines
 from active_data_flow.errors import ConfigurationError
 from tests.integration.sqlalchemy.conftest import insert, rows
 from tests.integration.sqlalchemy.models import Base, Contact, Person
@@ -60,7 +60,7 @@ def test_models_registered_with_a_database_use_it_by_default(tmp_path: Path) -> 
     engine = sa.create_engine(url)
     Base.metadata.create_all(engine)
     insert(engine, Person, people(3))
-    with pytest.raises(ConfigurationError, match="no database given.*register_database"):
+    with pytest.raises(ConfigurationError, match=r"no database given.*register_database"):
         list(SqlAlchemySource(model=Person).each())
     register_database("shop", url)
     register_models(Base, database="shop")
