@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -141,7 +141,7 @@ class Served:
 
 
 def serve(database_url: str, workdir: Path, *args: str, env: dict[str, str] | None = None,
-          ) -> Iterator[Served]:
+          ) -> Generator[Served, None, None]:
     """Run ``adf serve`` until the generator is closed; yields once it answers /health."""
     port = free_port()
     log = workdir / "serve.log"

@@ -65,12 +65,14 @@ def test_wrapped_for_a_flask_host_with_a2wsgi(store: FlowStore) -> None:
 
     engine = make_app(store)
     flask_app.wsgi_app = DispatcherMiddleware(  # type: ignore[method-assign]
-        flask_app.wsgi_app, {"/active_data_flow": ASGIMiddleware(engine)})  # type: ignore[arg-type]
+        flask_app.wsgi_app, {"/active_data_flow": ASGIMiddleware(engine)},  # type: ignore[dict-item, arg-type]
+    )
     c = flask_app.test_client()
     assert c.get("/").text == "host home"
     assert c.get("/active_data_flow/api/flows").status_code == 401
     store.create_flow(memory_spec("from_flask"))
     listed = c.get("/active_data_flow/api/flows", headers=BASIC)
+    assert listed.json is not None
     assert [f["name"] for f in listed.json["items"]] == ["from_flask"]
     page = c.get("/active_data_flow/flows/from_flask", headers=BASIC)
     assert page.status_code == 200

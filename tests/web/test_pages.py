@@ -24,7 +24,7 @@ from tests.web.conftest import (
 
 def finish(client: TestClient, store: FlowStore, name: str) -> int:
     run_id = store.trigger(name).id
-    client.post("/heartbeat", headers={"Authorization": f"Bearer {TOKEN}"}, auth=None)
+    client.post("/heartbeat", headers={"X-ADF-Heartbeat-Token": TOKEN})
     wait_for(lambda: store.get_run(run_id).ended_at, what=f"run {run_id}")
     return run_id
 
