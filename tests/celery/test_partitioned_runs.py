@@ -14,8 +14,10 @@ from tests.celery.harness import Broker, Cluster
 def test_a_partitioned_run_is_split_run_by_two_workers_and_completed(
     cluster: Cluster, store: PartitionedStore, broker: Broker, data_url: str
 ) -> None:
-    store.create_flow(flow_spec("copy", broker, rows=6000, wait=0.05, batch_size=500,
-                                partitions=4))
+    spec = flow_spec("copy", broker, rows=6000, wait=0.05, batch_size=500, partitions=4)
+    spec["triggers"] = ["follow_up"]
+    store.create_flow(spec)
+    store.create_flow(flow_spec("follow_up", broker, rows=0))
     cluster.worker("a", concurrency=2)
     cluster.worker("b", concurrency=2)
     run = store.trigger("copy")
@@ -31,6 +33,7 @@ def test_a_partitioned_run_is_split_run_by_two_workers_and_completed(
     assert {p.worker_id.split("@")[0] for p in parts if p.worker_id} == {"a", "b"}
     assert target_ids(data_url) == list(range(6000))
     assert store.get_flow("copy").cursor == 5999
+    assert store.list_runs("follow_up").items[0].trigger == "chain"  # its triggers ran
     # The next run starts after the cursor: nothing left to read.
     again = store.trigger("copy")
     beat(store)
@@ -107,3 +110,20 @@ def test_a_json_lines_file_is_split_by_byte_ranges_across_workers(
     assert len(set(offsets)) == 3
     assert target_ids(data_url) == list(range(3000))
     assert store.get_flow("from_file").cursor["offset"] == path.stat().st_size
+
+
+def test_waiting_runs_start_in_priority_order(
+    cluster: Cluster, store: PartitionedStore, broker: Broker
+) -> None:
+    runs = {}
+    for name, priority in (("low", 1), ("middle", 5), ("high", 9)):
+        store.create_flow(flow_spec(name, broker, rows=10, priority=priority))
+        runs[name] = store.trigger(name).id
+    beat(store)  # all three are queued before any worker consumes
+    cluster.worker("a")
+
+    ended = {name: wait_run(store, run_id) for name, run_id in runs.items()}
+
+    assert {r.status for r in ended.values()} == {"succeeded"}
+    order = sorted(ended, key=lambda name: store.list_partitions(runs[name])[0].started_at)
+    assert order == ["high", "middle", "low"]
