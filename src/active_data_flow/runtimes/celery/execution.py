@@ -230,11 +230,7 @@ def run_partition(store: FlowStoreWithParts, partition_id: int, worker_id: str) 
     worker, or its flow or group is at its concurrency limit) or failed transiently and is
     retried from its checkpoint.
     """
-    try:
-        got = store.claim_partition(partition_id, worker_id)
-    except StoreError as exc:
-        log.warning("partition %s: store unavailable (%s); retrying", partition_id, exc)
-        return Next(Celery(), again_in=store.renew_seconds)
+    got = store.claim_partition(partition_id, worker_id)  # errors: the task retries
     if got is None:
         return None
     if isinstance(got, PartitionBusy):
