@@ -156,3 +156,12 @@ def test_the_run_page_lists_partitions_when_the_store_has_them(store_url: str) -
         assert "w2" in page
     finally:
         store.close()
+
+
+def test_overdue_flows_are_flagged_on_the_dashboard(store: FlowStore) -> None:
+    store.create_flow(memory_spec("late", runtime={"type": "heartbeat",
+                                                   "config": {"interval": 60}}))
+    with TestClient(make_app(store, overdue_grace_s=0)) as strict:
+        assert ">overdue</span>" in strict.get("/", auth=(USER, PASSWORD)).text
+    with TestClient(make_app(store)) as lenient:  # due just now: within the grace
+        assert ">overdue</span>" not in lenient.get("/", auth=(USER, PASSWORD)).text

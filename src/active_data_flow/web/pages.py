@@ -6,6 +6,7 @@ token) answered by a redirect back to the page (post/redirect/get), with a short
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -93,17 +94,20 @@ def dashboard(
     settings = request.app.state.settings
     page = store.list_flows(status=status, search=search or None, offset=offset,
                             limit=settings.page_size)
-    rows = [_dashboard_row(store, record) for record in page.items]
+    late = store.now() - timedelta(seconds=settings.overdue_grace_s)
+    rows = [_dashboard_row(store, record, late) for record in page.items]
     return render(request, "dashboard.html", {
         "rows": rows, "page": page, "status": status, "search": search or "",
-        "gauges": store.metrics(), "overdue_grace_s": settings.overdue_grace_s,
+        "gauges": store.metrics(),
     })
 
 
-def _dashboard_row(store: FlowStore, record: FlowRecord) -> dict[str, Any]:
-    """A flow with its last run's throughput: one primary-key read per row, so a page costs
-    the same however long the flows' histories are."""
+def _dashboard_row(store: FlowStore, record: FlowRecord, late: datetime) -> dict[str, Any]:
+    """A flow with its last run's throughput (one primary-key read per row, so a page costs
+    the same however long the flows' histories are) and whether its run is overdue (due
+    before ``late`` and still unclaimed)."""
     flow = flow_view(record)
+    flow["overdue"] = record.next_run_at is not None and record.next_run_at < late
     flow["throughput"] = None
     if record.last_run_id is not None:
         try:
