@@ -47,14 +47,15 @@ def beat_trials(url: str, index: int, trials: int, barrier: Any, results: Any,
 
 
 def run_worker(url: str, lease: float, crash_at: str | None, ready: Any,
-               interval: float = 0.02, concurrency: int = 1) -> None:
+               interval: float = 0.02, concurrency: int = 1,
+               shutdown_timeout: float = 5.0) -> None:
     """Run a worker loop until killed (or until ``ADF_TEST_CRASH_AT`` kills it)."""
     if crash_at:
         os.environ["ADF_TEST_CRASH_AT"] = crash_at
     store = FlowStore(url, auto_upgrade=False, lease_seconds=lease, renew_seconds=lease / 5)
-    # Ready once the first beat ran: the loop is up and SIGTERM is handled gracefully.
-    worker = Worker(store, interval=interval, concurrency=concurrency, shutdown_timeout=5,
-                    on_beat=lambda _summary: ready.set())
+    # Ready once the loop runs: SIGTERM is then handled gracefully.
+    worker = Worker(store, interval=interval, concurrency=concurrency,
+                    shutdown_timeout=shutdown_timeout, on_start=lambda _worker: ready.set())
     worker.run(install_signal_handlers=True)
     store.close()
 

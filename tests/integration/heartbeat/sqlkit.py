@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Literal
 
@@ -86,8 +87,10 @@ def fill(url: str, name: str, count: int) -> None:
     """Create table ``name`` holding ids 1..count."""
     table = data_table(name)
     create(url, table)
-    with engine(url).begin() as conn:
-        conn.execute(table.insert(), [{"id": i, "value": f"v{i}"} for i in range(1, count + 1)])
+    if count:
+        with engine(url).begin() as conn:
+            conn.execute(table.insert(), [{"id": i, "value": f"v{i}"}
+                                          for i in range(1, count + 1)])
 
 
 def ids(url: str, name: str) -> list[int]:
@@ -104,6 +107,7 @@ class TableSource(Source):
         url: str
         table: str
         chunk: int = 500
+        delay: float = 0.0  # seconds each chunk takes to read (holding no connection)
 
     config: Config
 
@@ -114,6 +118,7 @@ class TableSource(Source):
             with engine(self.config.url).connect() as conn:
                 rows = conn.execute(sa.select(table).where(table.c.id > last)
                                     .order_by(table.c.id).limit(self.config.chunk)).all()
+            time.sleep(self.config.delay)
             if not rows:
                 return
             for row in rows:
@@ -126,12 +131,14 @@ class TableSource(Source):
 @register_connector("test_table")
 class TableSink(Sink):
     """Write records into ``table`` at ``url``: ``append`` (plain inserts into an
-    :func:`append_table`, duplicates allowed) or ``upsert`` (into a :func:`data_table`)."""
+    :func:`append_table`, duplicates allowed), ``upsert`` or ``insert`` (into a
+    :func:`data_table`; a duplicate id is an integrity error)."""
 
     class Config(SinkConfig):
         url: str
         table: str
-        mode: Literal["append", "upsert"] = "append"
+        mode: Literal["append", "upsert", "insert"] = "append"
+        delay: float = 0.0  # seconds each batch takes, inside its transaction
 
     config: Config
 
@@ -156,6 +163,7 @@ class TableSink(Sink):
             with engine(self.config.url).begin() as conn:
                 if rows:
                     conn.execute(self._statement(conn.dialect.name), rows)
+                    time.sleep(self.config.delay)
                 crash_point("mid_batch")
                 return bool(hook(conn)) if hook is not None else False
         except sa.exc.DBAPIError as exc:
@@ -167,6 +175,8 @@ class TableSink(Sink):
         if self.config.mode == "append":
             return append_table(self.config.table).insert()
         table = data_table(self.config.table)
+        if self.config.mode == "insert":  # a duplicate id is an IntegrityError
+            return table.insert()
         if dialect == "postgresql":
             pg = postgresql.insert(table)
             return pg.on_conflict_do_update(index_elements=["id"],

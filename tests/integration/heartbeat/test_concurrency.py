@@ -119,8 +119,7 @@ def reset(store: FlowStore) -> None:
                 {"f": flow_id, "t": store.now().replace(tzinfo=None)})
 
 
-import os
-TRIALS = {"postgresql": int(os.environ.get("T", 50)), "mariadb": int(os.environ.get("T", 50)), "sqlite": 5}
+TRIALS = {"postgresql": 50, "mariadb": 50, "sqlite": 5}  # the counts
 
 
 @pytest.mark.slow

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +40,7 @@ class Worker:
         flows: code-defined flows to load first (module, folder, classes; see
             :func:`~.registration.load_flows`); by default ``ADF_FLOWS`` is loaded lazily.
         on_beat: called with each beat's summary (the CLI prints it).
+        on_start: called once the loop runs (signal handlers, if any, installed).
 
     Example:
         >>> worker = Worker(FlowStore(), interval=5)   # doctest: +SKIP
@@ -55,7 +57,8 @@ class Worker:
         concurrency: int = 1,
         shutdown_timeout: float = 30.0,
         flows: FlowTarget | None = None,
-        on_beat: Any = None,
+        on_beat: Callable[[BeatSummary], object] | None = None,
+        on_start: Callable[[Worker], object] | None = None,
     ) -> None:
         self.store = store
         self.interval = interval
@@ -63,6 +66,7 @@ class Worker:
         self.concurrency = concurrency
         self.shutdown_timeout = shutdown_timeout
         self.on_beat = on_beat
+        self.on_start = on_start
         self.beats = 0
         self.last_summary: BeatSummary | None = None
         self._stop = threading.Event()
@@ -109,6 +113,8 @@ class Worker:
         self._loop_thread = threading.Thread(target=self._loop, name="adf-worker-loop",
                                              daemon=True)
         self._loop_thread.start()
+        if self.on_start is not None:
+            self.on_start(self)
         try:
             while not self._stop.wait(0.2):
                 if not self._loop_thread.is_alive():
