@@ -134,3 +134,19 @@ def test_the_cursor_commits_with_its_batch_so_a_crashed_run_resumes_exactly_once
     assert [r[0] for r in rows(engine, Contact, "id")] == list(range(1, 41))
     assert checkpoint.load() == [40]
     assert checkpoint.outside == 0  # every cursor was saved inside a batch transaction
+
+
+def test_a_flow_reads_one_database_and_writes_another(
+    sqlite_engine: sa.Engine, postgres_url: str
+) -> None:
+    target = sa.create_engine(postgres_url)
+    Base.metadata.create_all(target)
+    insert(sqlite_engine, Person, people(15))
+    register_database("app", url_of(sqlite_engine))
+    register_database("reporting", postgres_url)
+    flow = copy_flow(SqlAlchemySource(model=Person, database="app"),
+                     SqlAlchemySink(model=Contact, database="reporting"))
+    assert flow().run().written == 15
+    assert [r[0] for r in rows(target, Contact, "id")] == list(range(1, 16))
+    assert rows(sqlite_engine, Contact) == []
+    target.dispose()

@@ -73,6 +73,14 @@ def test_records_may_differ_in_fields_and_use_attribute_names(engine: sa.Engine)
     assert rows(engine, Contact, "id", "name", "score") == [
         (1, "C1", Decimal("0.00")), (2, None, Decimal("0.00")), (3, None, Decimal("1.50")),
     ]
+    # As many fields, but not the same ones: each group is written with its own columns.
+    with SqlAlchemySink(model=Contact, database=engine, batch_size=2) as sink:
+        sink.write_batch([{"id": 4, "email": "c4@example.com", "name": "N4"},
+                          {"id": 5, "email": "c5@example.com", "score": Decimal(5)},
+                          {"id": 6, "email": "c6@example.com", "name": "N6"}])
+    assert rows(engine, Contact, "id", "name", "score")[3:] == [
+        (4, "N4", Decimal("0.00")), (5, None, Decimal("5.00")), (6, "N6", Decimal("0.00")),
+    ]
     # Attribute names that differ from column names ('celsius' is column value_c).
     readings = [{"sensor": "s", "taken_at": T0 + dt.timedelta(seconds=i), "celsius": i / 2}
                 for i in range(3)]

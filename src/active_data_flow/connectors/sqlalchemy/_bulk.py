@@ -43,6 +43,12 @@ Record = dict[str, Any]
 class Writer(Protocol):
     """Writes records that all have the same columns."""
 
+    #: Whether one statement streams any number of records (COPY): no need to chunk.
+    streams: bool
+    #: Whether building parameters reads every field of every record (so a record that
+    #: lacks one raises KeyError before anything is sent).
+    reads_every_field: bool
+
     def prepare(self, conn: Connection) -> None:
         """One-time setup on a connection, outside the data's transaction."""
 
@@ -108,7 +114,7 @@ def _processors(info: ModelInfo, keys: Sequence[str], dialect: Dialect) -> dict[
     out: dict[str, Any] = {}
     for key in keys:
         impl = info.table.c[key].type.dialect_impl(dialect)
-        proc = impl.bind_processor(dialect)
+        proc: Callable[[Any], Any] | None = impl.bind_processor(dialect)
         if proc is None:
             continue
         if type(impl) is sqlite.DATETIME and impl._storage_format == _SQLITE_DATETIME_FORMAT:
@@ -141,6 +147,9 @@ def _fast_sqlite_datetime(slow: Callable[[Any], Any]) -> Callable[[Any], Any]:
 class _CoreWriter:
     """SQLAlchemy's own executemany (Python-side callable defaults, escaped names)."""
 
+    streams = False
+    reads_every_field = False
+
     def __init__(self, stmt: sa.Insert, core_keys: dict[str, str]) -> None:
         self.stmt = stmt
         to_core = {a: c for c, a in core_keys.items()}
@@ -159,6 +168,8 @@ class _CoreWriter:
 class _DriverWriter:
     """A statement compiled once, executed as a driver-level executemany."""
 
+    streams = False
+
     def __init__(
         self, sql: str, compiled: Any, info: ModelInfo, dialect: Dialect,
         constants: dict[str, Any], core_keys: dict[str, str],
@@ -168,8 +179,10 @@ class _DriverWriter:
         order = list(compiled.positiontup if positional else compiled.binds)
         processors = _processors(info, order, dialect)
         same_keys = all(c == a for c, a in core_keys.items())
+        self.reads_every_field = True
         if not positional and not processors and not constants and same_keys:
             self.params: Callable[[Sequence[Record]], Any] = list  # the records themselves
+            self.reads_every_field = False
         elif positional and not processors and not constants and len(order) > 1:
             get = itemgetter(*(core_keys[k] for k in order))  # a C-level tuple per record
             self.params = lambda records: list(map(get, records))
@@ -187,6 +200,9 @@ class _DriverWriter:
 
 class _CopyWriter:
     """PostgreSQL (psycopg 3): COPY into the table, or into a staging table and merge."""
+
+    streams = True  # one COPY per flush: each statement costs round trips, rows do not
+    reads_every_field = True
 
     def __init__(
         self, info: ModelInfo, core_keys: dict[str, str], dialect: Dialect,

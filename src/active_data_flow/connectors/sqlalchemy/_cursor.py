@@ -176,6 +176,12 @@ class Keyset:
         pairs = list(zip(indexes, encoders, strict=True))
         return lambda row: [row[i] if e is None else e(row[i]) for i, e in pairs]
 
+    def plain_index(self, indexes: Sequence[int]) -> int | None:
+        """For a one-column key that needs no encoding, its place in the row; else None."""
+        if len(indexes) == 1 and _encoder(self.columns[0]) is None:
+            return indexes[0]
+        return None
+
     def decode(self, position: Any, what: str) -> tuple[Any, ...]:
         """The key values of a position given back as a cursor.
 

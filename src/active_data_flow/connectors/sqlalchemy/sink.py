@@ -44,6 +44,10 @@ class _Isolate(Exception):
     """A bulk statement failed because of some record: write the batch again, isolating it."""
 
 
+class _Regroup(Exception):
+    """Records turned out to differ in their fields: write the batch again, grouped exactly."""
+
+
 @register_connector("sqlalchemy")
 class SqlAlchemySink(Sink):
     """Write records to a model's table.
@@ -131,7 +135,10 @@ class SqlAlchemySink(Sink):
         if len(self._buffer) >= self._threshold:
             self.flush()
         plain = _PLAIN  # dicts (Row is one) are buffered as they are, without a call each
-        self._buffer.extend([r if type(r) in plain else as_record(r) for r in records])
+        self._buffer.extend([
+            r if type(r) in plain else as_record(r)  # type: ignore[misc]  # a dict, then
+            for r in records
+        ])
 
     def discard(self) -> None:
         """Drop the records not flushed yet."""
@@ -205,6 +212,10 @@ class SqlAlchemySink(Sink):
                 self._rollback(trans)
                 isolate = True
                 continue
+            except _Regroup:
+                self._rollback(trans)
+                plan = self._plan(db, records, exact=True)
+                continue
             except (sa.exc.DBAPIError, sa.exc.TimeoutError) as exc:
                 self._rollback(trans)
                 if not _engines.is_transient_db_error(exc) or attempt >= db.retry.attempts:
@@ -270,20 +281,30 @@ class SqlAlchemySink(Sink):
         time.sleep(pause)
 
     # -- writing ------------------------------------------------------------------------
-    def _plan(self, db: Database, records: list[Record]) -> Plan:
-        """Group records by their columns, each group with its writer (bulk path)."""
+    def _plan(self, db: Database, records: list[Record], *, exact: bool = False) -> Plan:
+        """Group records by their columns, each group with its writer (bulk path).
+
+        Records nearly always share their fields. When the writer reads every field of
+        every record (and so raises KeyError where one lacks a field), equal lengths are
+        proof enough; otherwise, or after a KeyError (``exact``), fields are compared.
+        """
         if not records:
             return []
         if self._single is not None:
             for record in records:
                 self._check_fields(tuple(record), record)
             return [(None, records)]
-        first = records[0].keys()
-        if all(r.keys() == first for r in records):
-            groups = [(tuple(first), records)]
-        else:
-            groups = [(tuple(k), list(g)) for k, g in itertools.groupby(records, key=tuple)]
         dialect = db.engine.dialect
+        first = records[0]
+        writer = self._writer(dialect, tuple(first), first)
+        if not exact and writer.reads_every_field:
+            width = len(first)
+            if all(len(r) == width for r in records):
+                return [(writer, records)]
+        keys = first.keys()
+        if all(r.keys() == keys for r in records):
+            return [(writer, records)]
+        groups = [(tuple(k), list(g)) for k, g in itertools.groupby(records, key=tuple)]
         return [(self._writer(dialect, cols, g[0]), g) for cols, g in groups]
 
     def _writer(self, dialect: Dialect, columns: tuple[str, ...], sample: Record) -> Writer:
@@ -326,8 +347,9 @@ class SqlAlchemySink(Sink):
                 assert self._single is not None
                 self._single.write(conn, records, bad)
                 continue
-            for start in range(0, len(records), size):
-                chunk = records[start:start + size]
+            step = len(records) if writer.streams and not isolate else size
+            for start in range(0, len(records), step):
+                chunk = records[start:start + step]
                 if isolate:
                     self._write_isolated(conn, chunk, bad)
                     continue
@@ -335,6 +357,8 @@ class SqlAlchemySink(Sink):
                     writer.write(conn, chunk)
                 except _RECORD_DB_ERRORS:
                     raise _Isolate from None
+                except KeyError:  # a record lacks a field the first one has
+                    raise _Regroup from None
 
     def _write_isolated(
         self, conn: Connection, chunk: list[Record], bad: Callable[[Record, BaseException], None]
