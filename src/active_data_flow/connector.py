@@ -325,6 +325,8 @@ def config_error(
             parts.append(f"unknown option {option!r}" + (f" (options: {known})" if known else ""))
         elif err["type"] == "missing":
             parts.append(f"option {option!r} is required")
+        elif err["type"] == "value_error" and "error" in err.get("ctx", {}):
+            parts.append(f"option {option!r}: {err['ctx']['error']}")
         else:
             parts.append(f"option {option!r}: {err['msg']} (got {err.get('input')!r:.80})")
     # A misspelt option usually also shows up as a missing one: name the misspelling.

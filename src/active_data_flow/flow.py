@@ -20,7 +20,12 @@ from active_data_flow.message import Message
 if TYPE_CHECKING:
     from active_data_flow.runtime import Runtime
 
-__all__ = ["DataFlow", "OnError", "RunResult", "TransformResult", "snake_case"]
+__all__ = ["FLOW_NAME_PATTERN", "DataFlow", "OnError", "RunResult", "TransformResult",
+           "snake_case"]
+
+#: Flow names: letters, digits, ``_``, ``.`` and ``-``, starting with a letter, digit or ``_``
+#: (so never ``.`` or ``..``: names appear in URLs and file names).
+FLOW_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,199}$"
 
 OnError = Literal["fail", "skip", "dead_letter"]
 ON_ERROR_POLICIES: tuple[str, ...] = ("fail", "skip", "dead_letter")
@@ -227,9 +232,10 @@ class DataFlow:
 
     def _check_definition(self) -> None:
         cls, name = type(self), self.name
-        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.\-]{1,200}", name):
+        if not isinstance(name, str) or not re.fullmatch(FLOW_NAME_PATTERN, name):
             raise ConfigurationError(
-                f"flow name {name!r} must be 1-200 letters, digits, '_', '.' or '-'",
+                f"flow name {name!r} must be 1-200 letters, digits, '_', '.' or '-', "
+                "starting with a letter, digit or '_'",
                 option="name",
             )
         if cls.source is None:

@@ -17,11 +17,13 @@ lookups name the role.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from importlib import metadata
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypeVar, overload
 
 from active_data_flow.errors import (
@@ -39,9 +41,12 @@ __all__ = [
     "CONNECTOR_GROUP",
     "RUNTIME_GROUP",
     "Role",
+    "allow_file_roots",
     "available_connectors",
+    "check_file_path",
     "available_runtimes",
     "connector_class",
+    "file_roots",
     "register_connector",
     "register_runtime",
     "runtime_class",
@@ -83,6 +88,48 @@ def untrusted_specs() -> Iterator[None]:
 def specs_trusted() -> bool:
     """False inside :func:`untrusted_specs`: options may only name registered things."""
     return _trusted.get()
+
+
+_file_roots: list[Path] = []
+
+
+def allow_file_roots(*roots: str | os.PathLike[str]) -> None:
+    """Let specs from outside the application read and write files under ``roots``.
+
+    A flow created through the web API names its files itself, so file connectors built
+    inside :func:`untrusted_specs` accept only paths that resolve (symbolic links and
+    ``..`` followed) inside an allowed root. Roots come from this function and from
+    ``ADF_FILE_ROOTS`` (separated by commas or the OS path separator); when neither names
+    any, the only root is the folder ``data`` in the working directory.
+    """
+    with _lock:
+        _file_roots.extend(Path(r).resolve() for r in roots)
+
+
+def file_roots() -> list[Path]:
+    """The folders untrusted specs may name files in (see :func:`allow_file_roots`)."""
+    env = os.environ.get("ADF_FILE_ROOTS", "").replace(os.pathsep, ",")
+    roots = [*_file_roots, *(Path(r.strip()).resolve() for r in env.split(",") if r.strip())]
+    return roots or [(Path.cwd() / "data").resolve()]
+
+
+def check_file_path(path: Path, what: str) -> Path:
+    """``path`` itself when specs are trusted or it lies inside an allowed root.
+
+    Raises:
+        ConfigurationError: an untrusted spec names a file outside every allowed root.
+    """
+    if specs_trusted():
+        return path
+    resolved = path.resolve() if path.is_absolute() else (Path.cwd() / path).resolve()
+    roots = file_roots()
+    if any(resolved.is_relative_to(root) for root in roots):
+        return path
+    raise ConfigurationError(
+        f"{what}: path {str(path)!r} is outside the folders flows from the store or the web "
+        f"may use ({', '.join(str(r) for r in roots)}); allow more with ADF_FILE_ROOTS",
+        option="path",
+    )
 
 
 C = TypeVar("C", bound="type[Connector]")

@@ -166,3 +166,25 @@ def test_untrusted_specs_is_a_scoped_flag() -> None:
     with untrusted_specs():
         assert not specs_trusted()
     assert specs_trusted()
+
+
+def test_untrusted_specs_may_name_files_only_inside_allowed_roots(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from active_data_flow.registry import untrusted_specs
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ADF_FILE_ROOTS", raising=False)
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "escape").symlink_to(tmp_path / "elsewhere")
+    with untrusted_specs():
+        assert Sink.from_dict({"type": "jsonl", "config": {"path": "data/out.jsonl"}})
+        for path in ("/etc/passwd", "out.jsonl", "data/../flows.py", "data/escape/x.csv"):
+            for kind, base in (("jsonl", Sink), ("csv", Source)):
+                with pytest.raises(ConfigurationError, match="outside the folders") as err:
+                    base.from_dict({"type": kind, "config": {"path": path}})
+                assert err.value.option == "path"
+        monkeypatch.setenv("ADF_FILE_ROOTS", str(tmp_path / "elsewhere"))
+        assert Source.from_dict({"type": "csv", "config": {"path": "data/escape/x.csv"}})
+    assert JsonLinesSink(path="/anywhere/in/trusted/code.jsonl")  # application code is trusted

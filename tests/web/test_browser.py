@@ -50,16 +50,17 @@ def test_create_trigger_watch_and_pause_a_flow(
 ) -> None:
     mode = request.node.callspec.params["page"]
     records = [{"id": i, "email": f"user{i}@example.com"} for i in range(25)]
-    (served.workdir / "users.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (served.workdir / "data").mkdir(exist_ok=True)  # the default root of untrusted file paths
+    (served.workdir / "data" / "users.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
 
     page.goto("/")
     expect(page.get_by_role("heading", name="Flows")).to_be_visible()
     page.get_by_role("link", name="New flow").click()
     page.fill("#name", "export_users")
     page.select_option("#source_type", "jsonl")
-    page.fill("#source_config", '{"path": "users.jsonl"}')
+    page.fill("#source_config", '{"path": "data/users.jsonl"}')
     page.select_option("#sink_type", "jsonl")
-    page.fill("#sink_config", '{"path": "exported.jsonl"}')
+    page.fill("#sink_config", '{"path": "data/exported.jsonl"}')
     page.fill("#batch_size", "10")
     shot(page, f"{mode}-1-new-flow-form")
     page.get_by_role("button", name="Create flow").click()
@@ -83,7 +84,7 @@ def test_create_trigger_watch_and_pause_a_flow(
     expect(row).to_contain_text("25")
     expect(page.locator("svg.chart rect.bar")).to_have_count(1)
     shot(page, f"{mode}-2-flow-after-run")
-    assert (served.workdir / "exported.jsonl").read_text().count("\n") == 25
+    assert (served.workdir / "data" / "exported.jsonl").read_text().count("\n") == 25
 
     page.get_by_role("link", name=f"#{run_id}").first.click()
     expect(page.get_by_role("heading", name=f"Run #{run_id}")).to_contain_text("succeeded")

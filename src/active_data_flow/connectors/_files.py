@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import IO, Any, Literal
 from uuid import UUID
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from active_data_flow.connector import Partition, SinkConfig, Source, SourceConfig
 from active_data_flow.errors import ConfigurationError, SinkError, SourceError
+from active_data_flow.registry import check_file_path
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,11 @@ class FileSourceConfig(SourceConfig):
     start_offset: int = Field(default=0, ge=0)
     end_offset: int | None = Field(default=None, ge=0)
 
+    @field_validator("path")
+    @classmethod
+    def _allowed(cls, path: Path) -> Path:
+        return check_file_path(path, "file source")
+
 
 class FileSinkConfig(SinkConfig):
     """Options of file sinks.
@@ -68,6 +74,11 @@ class FileSinkConfig(SinkConfig):
     mode: Literal["append", "overwrite"] = "append"
     fsync: bool = True
     encoding: str = "utf-8"
+
+    @field_validator("path")
+    @classmethod
+    def _allowed(cls, path: Path) -> Path:
+        return check_file_path(path, "file sink")
 
 
 @dataclass
