@@ -51,7 +51,8 @@ def test_create_trigger_watch_and_pause_a_flow(
     mode = request.node.callspec.params["page"]
     records = [{"id": i, "email": f"user{i}@example.com"} for i in range(25)]
     (served.workdir / "data").mkdir(exist_ok=True)  # the default root of untrusted file paths
-    (served.workdir / "data" / "users.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (served.workdir / "data" / "users.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in records))
 
     page.goto("/")
     expect(page.get_by_role("heading", name="Flows")).to_be_visible()
