@@ -211,25 +211,26 @@ class _PageReader:
         """A page of rows as messages, each with its position (or ``fixed``).
 
         The hottest loop of a read: specialised so that the common single-column key costs
-        no function call per row.
+        no function call per row. (``zip`` gets no ``strict=``: a keyword argument costs a
+        third of a microsecond per row, and the keys are the query's own columns.)
         """
         page: list[Message] = []
         append = page.append
         if fixed is not None:
             for values in rows:
-                message = Row(zip(keys, values, strict=False))
+                message = Row(zip(keys, values))  # noqa: B905
                 message.position = fixed
                 append(message)
         elif self.single_key is not None:
             i = self.single_key
             for values in rows:
-                message = Row(zip(keys, values, strict=False))
+                message = Row(zip(keys, values))  # noqa: B905
                 message.position = [values[i]]
                 append(message)
         else:
             position_of = self.position_of
             for values in rows:
-                message = Row(zip(keys, values, strict=False))
+                message = Row(zip(keys, values))  # noqa: B905
                 message.position = position_of(values)
                 append(message)
         return page
