@@ -158,7 +158,8 @@ def test_sigterm_mid_batch_stops_the_worker_within_its_timeout(
     run = store.list_runs("copy").items[0]
     assert run.status == "pending"
     if expect_clean:
-        assert run.error and "interrupted" in run.error
+        assert run.error
+        assert "interrupted" in run.error
     cursor = store.get_flow("copy").cursor or 0
     assert sqlkit.ids(db_url, "dst") == list(range(1, cursor + 1))  # no half batch
     store.close()

@@ -284,7 +284,10 @@ class RunsMixin(StoreBase):
         described_type, message = _describe(error)
         error_type = error_type or described_type
 
+        tries: list[int] = []
+
         def work(conn: Connection) -> RunRecord:
+            tries.append(1)
             now = self.now()
             changed = conn.execute(runs.update().where(*_guard(claim)).values(
                 status=status.value, live_flow_id=None, claim_token=None, ended_at=now,
@@ -292,6 +295,8 @@ class RunsMixin(StoreBase):
                 error_type=error_type, error=truncate(message, MAX_ERROR),
                 traceback=truncate(traceback, MAX_TRACEBACK), **counts.values())).rowcount
             if not changed:
+                if len(tries) == 1:
+                    raise self._lost(claim)
                 return self._already_finished(conn, claim, status)
             crash_point("while_finishing")
             conn.execute(flows.update().where(flows.c.id == claim.flow.id).values(
@@ -311,8 +316,8 @@ class RunsMixin(StoreBase):
     def _already_finished(
         self, conn: Connection, claim: ClaimedRun, status: RunStatus
     ) -> RunRecord:
-        # A retried transaction whose first commit succeeded (its reply was lost) finds its
-        # own work done: same worker, same final status. Anything else means fenced off.
+        # A retried transaction whose first try committed (the reply was lost on the way)
+        # finds its own work done: same worker, same final status. Else: fenced off.
         row = conn.execute(run_select().where(runs.c.id == claim.run_id)).first()
         if row is not None and row.status == status.value and row.worker_id == claim.worker_id:
             return run_record(row)
