@@ -120,11 +120,12 @@ def run_hand(src_url: str, dst_url: str, upsert: bool, single: bool) -> None:
 
 
 def keyset_pages(conn: sa.Connection) -> Iterator[list[Any]]:
+    """Pages of 1,000 rows in key order, each one statement in autocommit (one round trip)."""
+    conn.execution_options(isolation_level="AUTOCOMMIT")
     query = (sa.select(SOURCE).where(SOURCE.c.id > sa.bindparam("last"))
              .order_by(SOURCE.c.id).limit(BATCH))
     last = -1
     while rows := conn.execute(query, {"last": last}).fetchall():
-        conn.rollback()
         yield rows
         last = rows[-1][0]
 
