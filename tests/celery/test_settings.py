@@ -87,3 +87,20 @@ def test_the_runtime_validates_its_options_and_round_trips() -> None:
     with pytest.raises(ConfigurationError) as bad_queue:
         Celery(queue="no spaces")
     assert bad_queue.value.option == "queue"
+
+
+def test_the_worker_command_explains_a_missing_broker_and_an_unmigrated_store(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from active_data_flow.cli.celery import celery_worker
+
+    monkeypatch.delenv("ADF_CELERY_BROKER_URL", raising=False)
+    no_broker = CliRunner().invoke(celery_worker, ["--database", postgres_url])
+    assert no_broker.exit_code == 1
+    assert "ADF_CELERY_BROKER_URL" in no_broker.output
+    unmigrated = CliRunner().invoke(celery_worker, ["--broker", REDIS, "--database",
+                                                    postgres_url])
+    assert unmigrated.exit_code == 1
+    assert "adf db upgrade" in unmigrated.output
