@@ -241,7 +241,7 @@ def runs_table(items: Any, title: str) -> Table:
     for r in items:
         note = f"[red]{_short(r.error)}[/red]" if r.error else f"[dim]{r.worker_id or ''}[/dim]"
         if r.skipped:
-            note = f"{r.skipped:,} skipped " + note
+            note = f"{r.skipped:,} skipped · " + note
         table.add_row(
             str(r.id), styled(r.status), r.trigger, when(r.started_at or r.due_at),
             f"{r.duration_s:.2f}s" if r.duration_s is not None else "-",
