@@ -387,3 +387,25 @@ def test_a_code_flow_changes_with_its_code_not_through_the_store(store: FlowStor
     store.sync(Coded)
     with pytest.raises(ConfigurationError, match="defined in code"):
         store.update_flow("coded", {"on_error": "skip"})
+
+
+def test_runs_are_listed_newest_first_and_counted_up_to_a_limit(
+    store: FlowStore, sink_name: str
+) -> None:
+    store.create_flow(memory_flow("adhoc", [], sink_name))
+    ran = []
+    for _ in range(5):
+        ran.append(store.trigger("adhoc").id)
+        beat(store)
+    page = store.list_runs("adhoc", limit=2, count_limit=3)
+    assert [r.id for r in page.items] == ran[::-1][:2]
+    assert (page.total, page.total_is_exact) == (3, False)  # "3 or more"
+    exact = store.list_runs("adhoc", offset=4, count_limit=None)
+    assert ([r.id for r in exact.items], exact.total, exact.total_is_exact) == (
+        [ran[0]], 5, True)
+    assert store.list_runs(status="succeeded").total == 5
+    assert store.list_runs(status="failed").items == []
+    with pytest.raises(FlowNotFound):
+        store.list_runs("nope")
+    with pytest.raises(ConfigurationError, match="status"):
+        store.list_runs(status="sleeping")

@@ -107,7 +107,9 @@ def test_runtime_specs_give_their_schedules() -> None:
 def test_bad_heartbeat_options_are_refused_naming_the_option(
     config: dict[str, object], option: str
 ) -> None:
+    def build() -> object:
+        return schedule_of(Heartbeat(**config).to_dict())
+
     with pytest.raises(ConfigurationError) as caught:
-        spec = Heartbeat(**config).to_dict()
-        schedule_of(spec)
+        build()
     assert caught.value.option == option

@@ -126,10 +126,16 @@ def _dispatch(store: FlowStore, claim: ClaimedRun, context: _Context) -> RunReco
         runtime = runtime_for(claim)
     except ConfigurationError as exc:
         store.leases.release(claim)
-        return store.finish(claim, RunStatus.FAILED, RunCounts(), duration_s=0.0,
-                            error=f"flow {claim.flow.name!r}: its runtime cannot be built: {exc}",
-                            error_type=type(exc).__qualname__,
-                            traceback="".join(traceback.format_exception(exc)))
+        try:
+            return store.finish(
+                claim, RunStatus.FAILED, RunCounts(), duration_s=0.0,
+                error=f"flow {claim.flow.name!r}: its runtime cannot be built: {exc}",
+                error_type=type(exc).__qualname__,
+                traceback="".join(traceback.format_exception(exc)))
+        except Exception:
+            log.exception("run %s: could not record its failure; it will be reclaimed",
+                          claim.run_id)
+            return None
     dispatch = getattr(runtime, "dispatch", None)
     try:
         if callable(dispatch):
@@ -140,18 +146,31 @@ def _dispatch(store: FlowStore, claim: ClaimedRun, context: _Context) -> RunReco
         log.exception("run %s: dispatch through %r failed; released for the next beat",
                       claim.run_id, runtime, extra={"action": "dispatch_failed"})
         store.leases.release(claim)
-        return store.release(claim, reason=f"dispatch failed, released: {type(exc).__name__}: "
-                             f"{exc}")
+        try:
+            return store.release(claim, reason=(
+                f"dispatch failed, released: {type(exc).__name__}: {exc}"))
+        except Exception:
+            log.exception("run %s: could not release it; it will be reclaimed", claim.run_id)
+            return None
     return None
 
 
 def _execute_all(
     store: FlowStore, claims: list[ClaimedRun], concurrency: int, stop: threading.Event | None
 ) -> list[RunRecord | None]:
+    def execute(claim: ClaimedRun) -> RunRecord | None:
+        try:
+            return execute_claimed(store, claim, stop=stop)
+        except Exception:  # one run's trouble must not keep the others from running
+            log.exception("run %s of %s: unexpected failure; it will be reclaimed when its "
+                          "lease expires", claim.run_id, claim.flow.name,
+                          extra={"action": "run_crashed", "run_id": claim.run_id})
+            return None
+
     if concurrency <= 1 or len(claims) <= 1:
-        return [execute_claimed(store, claim, stop=stop) for claim in claims]
+        return [execute(claim) for claim in claims]
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="adf-run") as pool:
-        return list(pool.map(lambda c: execute_claimed(store, c, stop=stop), claims))
+        return list(pool.map(execute, claims))
 
 
 class BackgroundRuns:

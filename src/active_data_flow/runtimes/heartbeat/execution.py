@@ -71,12 +71,12 @@ def execute_claimed(
             flow = build_flow(claim.flow)
         except (FlowCodeError, ConfigurationError) as exc:
             return _fail_unbuildable(store, claim, exc)
-        runtime = flow.get_runtime()
-        runner = runtime.runner()
-        if not isinstance(runner, HeartbeatRunner):
-            runner = HeartbeatRunner(runtime)
         guard = untrusted_specs() if claim.flow.origin == "spec" else nullcontext()
-        with guard:
+        with guard:  # a stored spec's connectors are built, at run time too, as untrusted
+            runtime = flow.get_runtime()
+            runner = runtime.runner()
+            if not isinstance(runner, HeartbeatRunner):
+                runner = HeartbeatRunner(runtime)
             return runner.run_claimed(store, claim, flow, held=held, stop=stop)
     except RunClaimLost as exc:
         log.warning("run %s: %s", claim.run_id, exc, extra={"action": "run_lost"})

@@ -96,15 +96,18 @@ class Page(Generic[T]):
 
     Attributes:
         items: the records on this page.
-        total: how many records match the filters in all.
+        total: how many records match the filters in all; for run listings counted up to a
+            limit (see ``total_is_exact``), so that a page stays fast over a million runs.
         offset: index of the first item among all matches.
         limit: the page size asked for.
+        total_is_exact: False when ``total`` is a lower bound ("10,000 or more").
     """
 
     items: Sequence[T]
     total: int
     offset: int
     limit: int
+    total_is_exact: bool = True
 
     @property
     def has_more(self) -> bool:
@@ -116,6 +119,7 @@ class Page(Generic[T]):
         return {
             "items": [i.to_dict() if hasattr(i, "to_dict") else i for i in self.items],
             "total": self.total, "offset": self.offset, "limit": self.limit,
+            "total_is_exact": self.total_is_exact,
         }
 
 
