@@ -143,3 +143,12 @@ def test_the_harness_detects_double_runs_when_the_claim_guard_is_off(
     url = make_database(kind)  # type: ignore[operator]
     tally = race(url, trials=2, guard=False)
     assert tally.doubles > 0, "with no claim guard the race must show double runs"
+
+
+@pytest.mark.stress
+@pytest.mark.parametrize("kind", ["postgresql", "mariadb", "sqlite"])
+def test_stress_many_more_trials(kind: str, make_database: object) -> None:
+    """Opt-in: 300 trials (about 4 minutes per server database)."""
+    url = make_database(kind)  # type: ignore[operator]
+    tally = race(url, 300 if kind != "sqlite" else 50)
+    assert (tally.problems, tally.doubles, tally.missed) == ([], 0, 0)

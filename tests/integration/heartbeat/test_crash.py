@@ -177,11 +177,22 @@ def test_a_worker_killed_at_each_named_point_loses_nothing(
 def test_twenty_random_kills_lose_nothing_and_duplicate_at_most_a_batch_each(
     kind: str, make_database: Any
 ) -> None:
-    rng = random.Random(f"{kind}-kills")
+    random_kills(kind, make_database, kills=20, rows=4000)
+
+
+@pytest.mark.stress
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql", "mariadb"])
+def test_stress_a_hundred_random_kills(kind: str, make_database: Any) -> None:
+    """Opt-in: 100 kills over a larger copy (about a minute and a half per database)."""
+    random_kills(kind, make_database, kills=100, rows=20_000)
+
+
+def random_kills(kind: str, make_database: Any, *, kills: int, rows: int) -> None:
+    rng = random.Random(f"{kind}-{kills}-kills")
     url, other = make_database(kind), make_database(kind)
-    s = setup(url, other, rows=4000)
+    s = setup(url, other, rows=rows)
     slowest = 0.0
-    for _ in range(20):
+    for _ in range(kills):
         child = start_worker(s)
         time.sleep(rng.uniform(0.05, 0.4))
         os.kill(child.pid, signal.SIGKILL)
@@ -192,5 +203,5 @@ def test_twenty_random_kills_lose_nothing_and_duplicate_at_most_a_batch_each(
     progress = {n: s.store.get_flow(n).cursor for n in ("shared", "upsert", "append")}
     assert all(c is not None for c in progress.values()), "the kills left no time for work"
     finish(s)
-    check_targets(s, kills=20)
+    check_targets(s, kills=kills)
     s.store.close()
