@@ -1,4 +1,4 @@
-"""Databases: named engines, the URL -> engine cache, retries, and driver-error translation.
+"""Databases: named engines, the URL -> engine cache, connecting, retrying with backoff.
 
 A connector's ``database`` option is a name registered with :func:`register_database`, a
 URL, a live :class:`~sqlalchemy.engine.Engine`, or unset (the model's registered database,
@@ -20,35 +20,33 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from active_data_flow.errors import (
-    ConfigurationError,
-    ConnectorError,
-    ConnectorTimeout,
-    RecordRejected,
-    SinkError,
-    SourceError,
+from active_data_flow.connectors.sqlalchemy._errors import (
+    Role,
+    describe,
+    is_transient_db_error,
+    translate,
 )
+from active_data_flow.errors import ConfigurationError, ConnectorTimeout
 
 __all__ = [
     "Database",
     "RetryPolicy",
     "connect",
     "dispose_engines",
-    "is_transient_db_error",
     "register_database",
     "registered_databases",
+    "release",
     "resolve_database",
-    "translate",
+    "retrying",
 ]
 
 log = logging.getLogger(__name__)
 
-Role = Literal["source", "sink"]
 T = TypeVar("T")
 
 DEFAULT_NAME = "default"
@@ -301,10 +299,13 @@ def _create_engine(
 
 
 def _use_wal(dbapi_connection: Any, record: Any) -> None:
-    # Idempotent, and a no-op (the old mode is kept) where WAL is impossible.
+    # Idempotent, and a no-op (the old mode is kept) where WAL is impossible. A file another
+    # connection holds may refuse the switch for now: connecting must not fail for that.
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute("PRAGMA journal_mode=WAL")
+    except Exception as exc:
+        log.debug("could not switch a SQLite file to WAL (%s); keeping its journal mode", exc)
     finally:
         cursor.close()
 
@@ -332,67 +333,6 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-# -- errors ---------------------------------------------------------------------------
-# Driver error codes that mean "roll back and try again": deadlocks, serialisation
-# failures and lock wait timeouts.
-_PG_RETRY_CODES = {"40001", "40P01", "55P03"}
-_MYSQL_RETRY_CODES = {1205, 1213, 2006, 2013}
-
-
-def is_transient_db_error(exc: BaseException) -> bool:
-    """Whether retrying the transaction that raised ``exc`` may succeed."""
-    if isinstance(exc, sa.exc.TimeoutError):  # no free connection in the pool
-        return True
-    if not isinstance(exc, sa.exc.DBAPIError):
-        return False
-    if exc.connection_invalidated:
-        return True
-    orig = exc.orig
-    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
-    if code in _PG_RETRY_CODES:
-        return True
-    args = getattr(orig, "args", ())
-    if args and isinstance(args[0], int) and args[0] in _MYSQL_RETRY_CODES:
-        return True
-    text = str(orig).lower()
-    return "database is locked" in text or "database table is locked" in text
-
-
-def translate(
-    exc: BaseException,
-    db: Database,
-    role: Role,
-    action: str,
-    *,
-    record: Any = None,
-    key: Any = None,
-) -> ConnectorError:
-    """The ActiveDataFlow error for a driver error; the caller raises it ``from exc``.
-
-    Transient errors become :class:`ConnectorTimeout`; integrity errors of a sink become
-    :class:`RecordRejected`; anything else a :class:`SourceError` or :class:`SinkError`.
-    """
-    if isinstance(exc, ConnectorError):
-        return exc
-    detail = db.mask(_describe(exc))
-    where = f"{role} ({db.label})"
-    if is_transient_db_error(exc):
-        return ConnectorTimeout(f"{where}: {action} failed, transiently: {detail}")
-    if role == "sink" and isinstance(exc, sa.exc.IntegrityError):
-        return RecordRejected(f"{where}: {action} violates a constraint: {detail}",
-                              record=record, key=key)
-    kind = SourceError if role == "source" else SinkError
-    return kind(f"{where}: {action} failed: {detail}")
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, sa.exc.DBAPIError) and exc.orig is not None:
-        text = f"{type(exc.orig).__name__}: {exc.orig}"
-    else:
-        text = f"{type(exc).__name__}: {exc}"
-    return " ".join(text.split())[:500]
-
-
 def connect(db: Database, role: Role) -> Connection:
     """A connection from ``db``'s pool, retrying transient failures with backoff.
 
@@ -405,7 +345,7 @@ def connect(db: Database, role: Role) -> Connection:
         return retrying(db, role, "connecting", db.engine.connect, connect_phase=True)
     except ConnectorTimeout as exc:
         cause = exc.__cause__
-        detail = db.mask(_describe(cause)) if cause is not None else str(exc)
+        detail = db.mask(describe(cause)) if cause is not None else str(exc)
         raise ConnectorTimeout(
             f"{role}: cannot connect to {db.label} after {db.retry.attempts} attempt(s): "
             f"{detail}"
@@ -437,12 +377,12 @@ def retrying(
             if attempt >= db.retry.attempts:
                 raise ConnectorTimeout(
                     f"{role} ({db.label}): {action} failed after {attempt} attempt(s): "
-                    f"{db.mask(_describe(exc))}"
+                    f"{db.mask(describe(exc))}"
                 ) from exc
             pause = db.retry.pause(attempt)
             log.warning(
                 "%s (%s): %s failed (%s); retrying in %.2fs (attempt %d of %d)",
-                role, db.label, action, db.mask(_describe(exc)), pause, attempt + 1,
+                role, db.label, action, db.mask(describe(exc)), pause, attempt + 1,
                 db.retry.attempts, extra={"action": "db_retry", "database": db.name},
             )
             if on_retry is not None:

@@ -13,7 +13,7 @@ from pydantic import Field, field_validator
 from sqlalchemy.engine import Connection, Dialect, RootTransaction
 
 from active_data_flow.connector import Sink, SinkConfig
-from active_data_flow.connectors.sqlalchemy import _engines
+from active_data_flow.connectors.sqlalchemy import _engines, _errors
 from active_data_flow.connectors.sqlalchemy._bulk import Writer, make_writer
 from active_data_flow.connectors.sqlalchemy._engines import Database
 from active_data_flow.connectors.sqlalchemy._models import ModelInfo, model_database
@@ -54,9 +54,10 @@ class SqlAlchemySink(Sink):
 
     Options:
         model: the mapped class, or its import string (``"pkg.mod:Model"``).
-        batch_size: records per statement, and how many are buffered before a write
-            flushes them automatically (default 1000). ``1`` is the single-record path: one
-            ORM object per record, so ``@validates`` validators and mapper events run.
+        batch_size: records per INSERT statement (PostgreSQL's COPY streams a whole flush),
+            and how many a write may find buffered before it flushes them (default 1000).
+            ``1`` is the single-record path: one ORM object per record, so ``@validates``
+            validators and mapper events run.
         upsert: insert, or update the row with the same ``unique_by`` key.
         unique_by: the unique key upserts match on (default: the primary key).
         update_only: the columns an upsert updates (default: all written columns but the
@@ -218,7 +219,7 @@ class SqlAlchemySink(Sink):
                 continue
             except (sa.exc.DBAPIError, sa.exc.TimeoutError) as exc:
                 self._rollback(trans)
-                if not _engines.is_transient_db_error(exc) or attempt >= db.retry.attempts:
+                if not _errors.is_transient_db_error(exc) or attempt >= db.retry.attempts:
                     raise self._failure(db, exc, attempt) from exc
                 self._pause(db, exc, attempt)
                 attempt += 1
@@ -246,7 +247,7 @@ class SqlAlchemySink(Sink):
             trans.commit()
         except (sa.exc.DBAPIError, sa.exc.TimeoutError) as exc:
             self._drop()
-            kind = ConnectorTimeout if _engines.is_transient_db_error(exc) else SinkError
+            kind = ConnectorTimeout if _errors.is_transient_db_error(exc) else SinkError
             detail = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
             raise kind(
                 f"sink ({db.label}): committing {self._info.name} records failed, so the batch "
@@ -264,7 +265,7 @@ class SqlAlchemySink(Sink):
             self._drop()
 
     def _failure(self, db: Database, exc: BaseException, attempts: int) -> Exception:
-        error = _engines.translate(exc, db, "sink", f"writing {self._info.name} records")
+        error = _errors.translate(exc, db, "sink", f"writing {self._info.name} records")
         if isinstance(error, ConnectorTimeout) and attempts > 1:
             return ConnectorTimeout(f"{error} (after {attempts} attempts)")
         return error
