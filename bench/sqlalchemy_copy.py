@@ -39,9 +39,9 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -77,7 +77,7 @@ class Target(Base):
 
 
 COLUMNS = ["id", "name", "email", "amount", "created_at"]
-SOURCE, TARGET = Source.__table__, Target.__table__
+SOURCE, TARGET = cast(sa.Table, Source.__table__), cast(sa.Table, Target.__table__)
 
 
 def transform(row: Any) -> dict[str, Any]:
@@ -127,7 +127,7 @@ def run_hand(src_url: str, dst_url: str, upsert: bool, single: bool) -> None:
             write.commit()
 
 
-def keyset_pages(conn: sa.Connection) -> Iterator[list[Any]]:
+def keyset_pages(conn: sa.Connection) -> Iterator[Sequence[Any]]:
     """Pages of 1,000 rows in key order, each one statement in autocommit (one round trip)."""
     conn.execution_options(isolation_level="AUTOCOMMIT")
     query = (sa.select(SOURCE).where(SOURCE.c.id > sa.bindparam("last"))

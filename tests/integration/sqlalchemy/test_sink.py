@@ -219,7 +219,7 @@ def test_without_a_transaction_each_statement_commits_on_its_own(engine: sa.Engi
 
 def test_flush_with_runs_the_hook_inside_the_batch_transaction(engine: sa.Engine) -> None:
     def save_cursor(conn: sa.Connection) -> bool:
-        conn.execute(sa.insert(Person.__table__), {  # type: ignore[attr-defined]
+        conn.execute(sa.insert(Person), {
             "id": 1, "email": "cursor@x", "name": "cursor", "score": 0, "updated_at": T0})
         return True
 
