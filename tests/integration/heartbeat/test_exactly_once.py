@@ -9,10 +9,19 @@ from typing import Any, ClassVar
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from active_data_flow import DataFlow
+from active_data_flow.connectors.sqlalchemy import SqlAlchemySink
 from active_data_flow.errors import RunClaimLost
 from active_data_flow.registry import register_connector
-from active_data_flow.runtimes.heartbeat import FlowStore, StoreCheckpoint, beat
+from active_data_flow.runtimes.heartbeat import (
+    FlowStore,
+    Heartbeat,
+    StoreCheckpoint,
+    beat,
+    execute_claimed,
+)
 from tests.integration.heartbeat import sqlkit
 from tests.integration.heartbeat.conftest import Clock
 
@@ -118,3 +127,42 @@ def test_a_fenced_off_checkpoint_rolls_the_sinks_batch_back(
         sink.flush_with(lambda conn: StoreCheckpoint(store, claim).within(conn, 1))
     assert sqlkit.ids(db_url, "dst") == []
     assert store.get_flow("copy").cursor is None
+
+
+def test_the_sqlalchemy_sink_commits_the_cursor_inside_its_own_transaction(
+    make_store: Callable[..., FlowStore], clock: Clock, db_url: str
+) -> None:
+    """With the real SQLAlchemy sink writing to the store's database, a fenced-off worker's
+    batch rolls back with its rejected cursor: batch and cursor share the transaction."""
+    class Base(DeclarativeBase):
+        pass
+
+    class Copied(Base):
+        __tablename__ = "copied"
+        n: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+        id: Mapped[int]
+        value: Mapped[str] = mapped_column(sa.String(100))
+
+    store = make_store(clock=clock, lease_seconds=10)
+    sqlkit.fill(db_url, "src", ROWS)
+    Base.metadata.create_all(sqlkit.engine(db_url))
+
+    class CopyWithModel(DataFlow):
+        source = sqlkit.TableSource(url=db_url, table="src")
+        sink = SqlAlchemySink(model=Copied, database=db_url)
+        runtime = Heartbeat(interval=3600, batch_size=10)
+
+    store.sync(CopyWithModel)
+    [stale] = store.claim_due("old")
+    clock.advance(11)
+    assert store.reclaim_expired() == [stale.run_id]
+
+    assert execute_claimed(store, stale) is None  # fenced off at its first checkpoint...
+    with sqlkit.engine(db_url).connect() as conn:  # ...and its batch rolled back with it
+        assert conn.execute(sa.select(sa.func.count()).select_from(Copied)).scalar() == 0
+
+    assert beat(store).succeeded  # the recovery run copies everything, once
+    with sqlkit.engine(db_url).connect() as conn:
+        copied = list(conn.execute(sa.select(Copied.id).order_by(Copied.n)).scalars())
+    assert copied == list(range(1, ROWS + 1))
+    assert store.get_flow("copy_with_model").cursor == ROWS
