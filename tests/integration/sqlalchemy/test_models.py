@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import subprocess
 import sys
 import textwrap
@@ -21,6 +23,7 @@ from active_data_flow.registry import untrusted_specs
 from tests.integration.sqlalchemy.models import Base, Contact, Namespace, Person
 
 MODELS = "tests.integration.sqlalchemy.models"
+T0 = dt.datetime(2024, 3, 1, 12, 0)
 
 
 @pytest.mark.parametrize(
@@ -72,6 +75,15 @@ def test_to_dict_names_the_model_by_import_string_and_from_dict_rebuilds_it() ->
     rebuilt = Source.from_dict(spec)
     assert isinstance(rebuilt, SqlAlchemySource)
     assert rebuilt.config.model is Person
+    # Values that are not JSON (a datetime filter, a timedelta lag) come back as they were.
+    timed = SqlAlchemySource(model=Person, cursor_column="updated_at",
+                             lag=dt.timedelta(seconds=90), where={"updated_at": T0})
+    timed_spec = timed.to_dict()
+    assert timed_spec["config"]["lag"] == "PT1M30S"
+    again = Source.from_dict(json.loads(json.dumps(timed_spec)))
+    assert again.config.lag == dt.timedelta(seconds=90)  # type: ignore[attr-defined]
+    params = again._plan.count_statement().compile().params  # type: ignore[attr-defined]
+    assert list(params.values()) == [T0]  # the ISO string became a datetime again
     sink = Sink.from_dict(SqlAlchemySink(model=Contact, upsert=True).to_dict())
     assert isinstance(sink, SqlAlchemySink)
     assert sink.config.upsert
