@@ -276,3 +276,18 @@ def test_a_pending_run_can_be_executed_by_id(store: FlowStore, sink_name: str) -
     assert record is not None
     assert record.status == "succeeded"
     assert execute_run(store, run.id, "cli") is None
+
+
+def test_executing_a_flow_on_the_heartbeat_runtime_registers_and_triggers_it(
+    store: FlowStore, sink_name: str
+) -> None:
+    class Later(DataFlow):
+        source = MemorySource(records=RECORDS)
+        sink = MemorySink(name=sink_name)
+        runtime = Heartbeat()  # on demand
+
+    pending = Later().get_runtime().execute(Later(), store=store)
+    assert (pending.flow, pending.status, pending.trigger) == ("later", "pending", "manual")
+    assert MemorySink.records_of(sink_name) == []  # not run yet: a heartbeat runs it
+    assert beat(store).succeeded == [pending.id]
+    assert MemorySink.records_of(sink_name) == RECORDS
