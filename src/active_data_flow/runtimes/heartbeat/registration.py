@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from active_data_flow.connector import config_error
 from active_data_flow.errors import ConfigurationError
-from active_data_flow.flow import DataFlow, OnError
+from active_data_flow.flow import FLOW_NAME_PATTERN, DataFlow, OnError
 from active_data_flow.registry import untrusted_specs
 from active_data_flow.runtimes.heartbeat.records import FlowCodeError, FlowRecord
 from active_data_flow.runtimes.heartbeat.schedule import Schedule, schedule_of
@@ -101,7 +101,7 @@ class FlowSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]{1,200}$")
+    name: str = Field(pattern=FLOW_NAME_PATTERN)
     source: dict[str, Any]
     sink: dict[str, Any] | None = None
     sinks: list[dict[str, Any]] | None = None

@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from active_data_flow.flow import FLOW_NAME_PATTERN
+
 __all__ = [
     "MAX_ID",
     "NAME_PATTERN",
@@ -36,9 +38,8 @@ __all__ = [
     "SourceSpec",
 ]
 
-#: Flow names: what the store accepts, minus "." and "..", which no URL path can carry.
-NAME_PATTERN = (r"^(?:[A-Za-z0-9_\-][A-Za-z0-9_.\-]{0,199}|\.[A-Za-z0-9_\-][A-Za-z0-9_.\-]{0,198}"
-                r"|\.\.[A-Za-z0-9_.\-]{1,198})$")
+#: Flow names: what the store accepts (never "." or "..", which no URL path can carry).
+NAME_PATTERN = FLOW_NAME_PATTERN
 
 #: Largest id the API takes: exact in JSON numbers everywhere (JavaScript's safe integers).
 MAX_ID = 2**53 - 1
