@@ -82,14 +82,18 @@ class Partition:
         return {"source": self.source.to_dict(), "cursor": self.cursor}
 
 
-class Connector:
-    """Shared behaviour of sources and sinks: options, specs, context management."""
+class Configurable:
+    """Options validated by a pydantic ``Config``, and a JSON spec under a registered name.
 
-    role: ClassVar[Literal["source", "sink"]]
+    The shared base of connectors and runtimes: ``Cls(**options)`` validates (a bad option
+    is a :class:`ConfigurationError` naming it), ``to_dict()`` gives ``{"type", "config"}``.
+    """
+
     type_name: ClassVar[str] = ""
-    Config: ClassVar[type[ConnectorConfig]] = ConnectorConfig
-
-    config: ConnectorConfig
+    Config: ClassVar[type[BaseModel]]
+    config: Any
+    _kind: ClassVar[str] = "connector"  # for messages: "source", "sink", "runtime"
+    _register_with: ClassVar[str] = "@register_connector(...)"
 
     def __init__(self, **options: Any) -> None:
         try:
@@ -99,15 +103,15 @@ class Connector:
 
     @classmethod
     def _label(cls) -> str:
-        return f"{cls.type_name or cls.__qualname__} {cls.role}"
+        """How messages name this class: ``"jsonl sink"``, ``"heartbeat runtime"``."""
+        return f"{cls.type_name or cls.__qualname__} {cls._kind}"
 
-    # -- specs ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe spec ``{"type": ..., "config": {...}}`` that ``from_dict`` rebuilds."""
         if not self.type_name:
             raise ConfigurationError(
                 f"{type(self).__qualname__} is not registered, so it has no spec type name; "
-                "decorate it with @register_connector(...)",
+                f"decorate it with {self._register_with}",
                 option="type",
             )
         return {
@@ -115,6 +119,27 @@ class Connector:
             "config": self.config.model_dump(mode="json", exclude_defaults=True),
         }
 
+    def __repr__(self) -> str:
+        opts = ", ".join(
+            f"{k}={v!r}" for k, v in self.config.model_dump(exclude_defaults=True).items()
+        )
+        return f"{type(self).__name__}({opts})"
+
+
+class Connector(Configurable):
+    """Shared behaviour of sources and sinks: options, specs, context management."""
+
+    role: ClassVar[Literal["source", "sink"]]
+    Config: ClassVar[type[ConnectorConfig]] = ConnectorConfig
+
+    config: ConnectorConfig
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "role" in cls.__dict__:
+            cls._kind = cls.role
+
+    # -- specs ---------------------------------------------------------------------------
     @classmethod
     def from_dict(cls, spec: Mapping[str, Any]) -> Self:
         """Build the connector a spec describes, resolving its type through the registry.
@@ -158,12 +183,6 @@ class Connector:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-    def __repr__(self) -> str:
-        opts = ", ".join(
-            f"{k}={v!r}" for k, v in self.config.model_dump(exclude_defaults=True).items()
-        )
-        return f"{type(self).__name__}({opts})"
 
 
 class Source(Connector):

@@ -16,10 +16,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from itertools import islice
 from typing import Any, ClassVar, Self
 
-import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from active_data_flow.connector import Sink, Source, _split_spec, config_error
+from active_data_flow.connector import Configurable, Sink, Source, _split_spec
 from active_data_flow.errors import ConfigurationError, FlowRunError, RecordRejected
 from active_data_flow.flow import DataFlow, RunResult
 from active_data_flow.message import Message, Untyped, as_record
@@ -77,7 +76,7 @@ class RuntimeConfig(BaseModel):
         return value
 
 
-class Runtime:
+class Runtime(Configurable):
     """Base class of runtimes.
 
     ``Runtime(**options)`` validates its options like a connector does; subclasses extend
@@ -88,13 +87,8 @@ class Runtime:
     type_name: ClassVar[str] = ""
     Config: ClassVar[type[RuntimeConfig]] = RuntimeConfig
     config: RuntimeConfig
-
-    def __init__(self, **options: Any) -> None:
-        try:
-            self.config = self.Config(**options)
-        except pydantic.ValidationError as exc:
-            raise config_error(exc, f"{self.type_name or type(self).__qualname__} runtime",
-                               self.Config) from None
+    _kind = "runtime"
+    _register_with = "@register_runtime(...)"
 
     @property
     def batch_size(self) -> int:
@@ -119,19 +113,6 @@ class Runtime:
         """Run ``flow`` the way this runtime runs flows (inline: now, in this process)."""
         return self.runner().run(flow, **options)
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-safe spec ``{"type": ..., "config": {...}}``."""
-        if not self.type_name:
-            raise ConfigurationError(
-                f"{type(self).__qualname__} is not registered; decorate it with "
-                "@register_runtime(...)",
-                option="type",
-            )
-        return {
-            "type": self.type_name,
-            "config": self.config.model_dump(mode="json", exclude_defaults=True),
-        }
-
     @classmethod
     def from_dict(cls, spec: Mapping[str, Any]) -> Self:
         """Build the runtime a spec describes, resolving its type through the registry."""
@@ -144,12 +125,6 @@ class Runtime:
                 f"runtime type {type_name!r} is not a {cls.__qualname__}", option="type"
             )
         return klass(**config)
-
-    def __repr__(self) -> str:
-        opts = ", ".join(
-            f"{k}={v!r}" for k, v in self.config.model_dump(exclude_defaults=True).items()
-        )
-        return f"{type(self).__name__}({opts})"
 
 
 class _Tally:
