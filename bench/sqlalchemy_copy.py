@@ -248,17 +248,41 @@ def check_target(url: str, count: int) -> None:
 
 
 def measure(variant: str, mode: str, src: str, dst: str, count: int) -> dict[str, float]:
-    reset_target(dst, count, mode)
-    out = subprocess.run(
-        [sys.executable, __file__, "--child", variant, "--mode", mode, "--src", src,
-         "--dst", dst], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(
-             Path(__file__).resolve().parents[1] / "src")},
-    )
-    if out.returncode != 0:
-        raise SystemExit(f"{variant} {mode} failed:\n{out.stderr}")
+    """Run one variant in a child process; a run cut short by a database restart (other
+    work on a shared machine) is invalid, so it is run again, up to twice."""
+    for attempt in range(3):
+        wait_for_database(dst)
+        reset_target(dst, count, mode)
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", variant, "--mode", mode, "--src", src,
+             "--dst", dst], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(
+                 Path(__file__).resolve().parents[1] / "src")},
+        )
+        if out.returncode == 0:
+            break
+        restarted = "server closed the connection" in out.stderr or "starting up" in out.stderr
+        if not restarted or attempt == 2:
+            raise SystemExit(f"{variant} {mode} failed:\n{out.stderr}")
+        print(f"  ({variant} {mode}: the database restarted during the run; running it again)")
     if variant != "single":
         check_target(dst, count)
     return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def wait_for_database(url: str, seconds: float = 60) -> None:
+    engine = sa.create_engine(url, poolclass=sa.NullPool)
+    deadline = time.monotonic() + seconds
+    try:
+        while True:
+            try:
+                with engine.connect():
+                    return
+            except sa.exc.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+    finally:
+        engine.dispose()
 
 
 def databases(kind: str, workdir: Path) -> tuple[str, str, Any]:
@@ -273,6 +297,7 @@ def databases(kind: str, workdir: Path) -> tuple[str, str, Any]:
     url = PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
 
     def drop() -> None:
+        wait_for_database(PG_ADMIN)
         with admin.connect() as conn:
             conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         admin.dispose()
