@@ -31,7 +31,8 @@ from active_data_flow.runtimes.heartbeat.models import metadata
 from tests.integration.heartbeat.conftest import memory_flow
 
 ROOT = Path(__file__).resolve().parents[3]
-TABLES = {"adf_flows", "adf_runs", "adf_dead_letters", "adf_workers"}
+TABLES = {"adf_flows", "adf_runs", "adf_dead_letters", "adf_workers", "adf_partitions",
+          "adf_concurrency_locks"}
 
 
 def schema_differences(engine: sa.Engine) -> list[Any]:

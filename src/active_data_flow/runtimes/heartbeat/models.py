@@ -1,6 +1,6 @@
 """The flow store's tables (SQLAlchemy Core), shared by the store and the migrations.
 
-Four tables, all prefixed ``adf_`` so they sit comfortably in a host application's database:
+Six tables, all prefixed ``adf_`` so they sit comfortably in a host application's database:
 
 ``adf_flows``
     one row per flow: its specs (JSON), status, cursor and a summary of its last run.
@@ -14,6 +14,11 @@ Four tables, all prefixed ``adf_`` so they sit comfortably in a host application
 ``adf_workers``
     one row per heartbeat caller (worker loop, web process, ``adf heartbeat``), with the time
     of its last beat.
+``adf_partitions``
+    the parts of a partitioned run (Celery runtime): each reads one range of the source, with
+    its own checkpoint, status, worker, attempt and lease.
+``adf_concurrency_locks``
+    one row per concurrency key, locked while a part's claim counts the parts running.
 
 Every timestamp is stored as naive UTC with microseconds (MariaDB's ``DATETIME`` has no
 fraction unless asked), and read back as an aware UTC ``datetime``.
@@ -37,9 +42,11 @@ __all__ = [
     "FlowStatus",
     "RunStatus",
     "UTCDateTime",
+    "concurrency_locks",
     "dead_letters",
     "flows",
     "metadata",
+    "partitions",
     "runs",
     "workers",
 ]
@@ -231,4 +238,63 @@ workers = sa.Table(
     sa.Column("beats", sa.BigInteger(), nullable=False, server_default="0"),
     sa.Column("last_claimed", sa.Integer(), nullable=False, server_default="0"),
     sa.Index(None, "last_beat_at"),
+)
+
+# A partitioned run's parts (the Celery runtime): each reads one range of the flow's source
+# and has its own checkpoint, status, worker, attempt and lease. A part also records the token
+# of its run's claim: when the run is reclaimed or ended, its remaining parts are void.
+partitions = sa.Table(
+    "adf_partitions",
+    metadata,
+    sa.Column("id", _Id, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+              sa.ForeignKey("adf_runs.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("flow_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+    # The part's place among its run's parts, in source order (0 reads first).
+    sa.Column("part", sa.Integer(), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("source", _json(), nullable=False),
+    sa.Column("cursor_start", _json(), nullable=True),
+    sa.Column("cursor", _json(), nullable=True),
+    sa.Column("run_token", sa.String(32), nullable=False),
+    sa.Column("claim_token", sa.String(32), nullable=True),
+    sa.Column("worker_id", sa.String(200), nullable=True),
+    sa.Column("attempt", sa.Integer(), nullable=False, server_default="0"),
+    # The limits the run was dispatched with: every part of a run claims under the same ones.
+    sa.Column("concurrency_limit", sa.Integer(), nullable=True),
+    sa.Column("concurrency_group", sa.String(200), nullable=True),
+    sa.Column("group_limit", sa.Integer(), nullable=True),
+    # How far a part's renewal pushes its run's lease (the runtime's queue_timeout).
+    sa.Column("hold_seconds", sa.Float(), nullable=False),
+    sa.Column("started_at", UTCDateTime(), nullable=True),
+    sa.Column("heartbeat_at", UTCDateTime(), nullable=True),
+    sa.Column("lease_expires_at", UTCDateTime(), nullable=True),
+    sa.Column("ended_at", UTCDateTime(), nullable=True),
+    sa.Column("read", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("written", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("skipped", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("failed", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("batches", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("duration_s", sa.Float(), nullable=True),
+    sa.Column("error_type", sa.String(200), nullable=True),
+    sa.Column("error", sa.Text(), nullable=True),
+    sa.Column("traceback", sa.Text(), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.CheckConstraint(_in("status", RUN_STATUSES), name="status"),
+    sa.CheckConstraint(
+        "(status = 'running' AND claim_token IS NOT NULL)"
+        " OR (status <> 'running' AND claim_token IS NULL)",
+        name="claim",
+    ),
+    sa.UniqueConstraint("run_id", "part"),
+    sa.Index(None, "status", "flow_id"),  # the per-flow concurrency count
+    sa.Index(None, "status", "concurrency_group"),  # the per-group count
+)
+
+# One row per concurrency key ("flow:<id>", "group:<name>"), locked by a part's claim while it
+# counts the parts running under that key, so that two claims never both take the last slot.
+concurrency_locks = sa.Table(
+    "adf_concurrency_locks",
+    metadata,
+    sa.Column("name", sa.String(250), primary_key=True),
 )

@@ -15,6 +15,7 @@ from active_data_flow.errors import ActiveDataFlowError, ConfigurationError, Flo
 
 __all__ = [
     "BeatSummary",
+    "ClaimedPartition",
     "ClaimedRun",
     "DeadLetter",
     "FlowBusy",
@@ -24,6 +25,9 @@ __all__ = [
     "FlowRecord",
     "FlowStats",
     "Page",
+    "PartitionBusy",
+    "PartitionOutcome",
+    "PartitionRecord",
     "ReplayReport",
     "RunCounts",
     "RunNotFound",
@@ -410,3 +414,86 @@ class BeatSummary(_Record):
     def exit_code(self) -> int:
         """0 when no run failed (what ``adf heartbeat`` exits with), else 1."""
         return 1 if self.failed else 0
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionRecord(_Record):
+    """One part of a partitioned run: its own source range, checkpoint, worker and lease.
+
+    Attributes:
+        part: its position among the run's parts (0 reads first).
+        source: the connector spec reading this part's range.
+        cursor_start: where the part started; ``cursor``: its last checkpoint.
+        worker_id: the worker executing (or that executed) it.
+        attempt: executions so far (a retried or taken-over part counts each).
+    """
+
+    id: int
+    run_id: int
+    flow_id: int
+    part: int
+    status: str
+    source: dict[str, Any]
+    cursor_start: Any
+    cursor: Any
+    worker_id: str | None
+    attempt: int
+    concurrency_limit: int | None
+    concurrency_group: str | None
+    group_limit: int | None
+    hold_seconds: float
+    started_at: datetime | None
+    heartbeat_at: datetime | None
+    lease_expires_at: datetime | None
+    ended_at: datetime | None
+    read: int
+    written: int
+    skipped: int
+    failed: int
+    batches: int
+    duration_s: float | None
+    error_type: str | None
+    error: str | None
+    traceback: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedPartition:
+    """A part this worker holds; every write for it presents ``token``.
+
+    Attributes:
+        cursor: where to resume (the part's last checkpoint, or its start).
+        hold_seconds: how far each renewal pushes the run's own lease.
+    """
+
+    partition_id: int
+    run_id: int
+    part: int
+    token: str
+    run_token: str
+    worker_id: str
+    attempt: int
+    source: dict[str, Any]
+    cursor: Any
+    counts: RunCounts
+    flow: FlowRecord
+    hold_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionBusy:
+    """A part that cannot be claimed now: held by a live worker, or its flow (or group) is at
+    its concurrency limit. Try again in ``retry_in`` seconds."""
+
+    retry_in: float
+    reason: str
+    flow: FlowRecord
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionOutcome:
+    """What finishing a part did: its final record, and the run's when it was the last part."""
+
+    partition: PartitionRecord
+    run: RunRecord | None

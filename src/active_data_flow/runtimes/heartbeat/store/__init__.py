@@ -1,8 +1,8 @@
 """The flow store: flows, runs, dead letters and heartbeats in a SQL database.
 
 This package holds all of the heartbeat runtime's SQL. :class:`FlowStore` is its one entry
-point; its methods come from three parts: flows (:mod:`._flows`), runs (:mod:`._runs`) and
-health/dead letters (:mod:`._health`).
+point; its methods come from four parts: flows (:mod:`._flows`), runs (:mod:`._runs`),
+health/dead letters (:mod:`._health`) and the parts of partitioned runs (:mod:`._partitions`).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from active_data_flow.runtimes.heartbeat.store._db import (
 )
 from active_data_flow.runtimes.heartbeat.store._flows import FlowsMixin
 from active_data_flow.runtimes.heartbeat.store._health import HealthMixin, insert_dead_letters
+from active_data_flow.runtimes.heartbeat.store._partitions import PartitionsMixin
 from active_data_flow.runtimes.heartbeat.store._runs import RunsMixin
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ __all__ = ["DEFAULT_URL", "FlowStore", "insert_dead_letters", "is_transient_db_e
 log = logging.getLogger(__name__)
 
 
-class FlowStore(FlowsMixin, RunsMixin, HealthMixin):
+class FlowStore(FlowsMixin, RunsMixin, HealthMixin, PartitionsMixin):
     """Flows and their runs, in the database at ``url``.
 
     Args:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Any, TypeAlias
 
 import sqlalchemy as sa
@@ -11,6 +12,7 @@ from active_data_flow.runtimes.heartbeat.models import flows, runs
 from active_data_flow.runtimes.heartbeat.records import (
     DeadLetter,
     FlowRecord,
+    PartitionRecord,
     RunRecord,
     WorkerRecord,
 )
@@ -20,6 +22,7 @@ __all__ = [
     "dead_letter_record",
     "flow_record",
     "flow_select",
+    "partition_record",
     "run_record",
     "run_select",
     "truncate",
@@ -113,3 +116,8 @@ def worker_record(row: AnyRow) -> WorkerRecord:
         last_beat_at=m["last_beat_at"], beats=m["beats"], last_claimed=m["last_claimed"],
     )
 
+
+def partition_record(row: AnyRow) -> PartitionRecord:
+    """A PartitionRecord from a row of ``adf_partitions``."""
+    m = row._mapping
+    return PartitionRecord(**{f.name: m[f.name] for f in fields(PartitionRecord)})
