@@ -366,7 +366,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from active_data_flow.runtimes.celery import create_app, set_default_app
-    from active_data_flow.runtimes.celery._store_draft import PartitionedStore
+    from active_data_flow.runtimes.heartbeat import FlowStore
 
     name = f"adf_bench_{uuid.uuid4().hex[:8]}"
     admin(f"CREATE DATABASE {name}")
@@ -377,8 +377,7 @@ def main() -> None:
         Base.metadata.create_all(engine)
         engine.dispose()
         register_database("bench", url)
-        store = PartitionedStore(url, auto_upgrade=True)
-        store.create_partition_tables()
+        store = FlowStore(url, auto_upgrade=True)
         set_default_app(create_app(broker_url=args.broker, store_url=url, queue=queue))
         env = {**os.environ, "ADF_CELERY_BROKER_URL": args.broker, "ADF_DATABASE_URL": url,
                "ADF_FLOWS": str(Path(__file__).resolve()), DATA_ENV: url,

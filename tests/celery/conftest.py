@@ -14,8 +14,7 @@ import sqlalchemy as sa
 
 from active_data_flow.connectors.sqlalchemy import register_database, unregister_database
 from active_data_flow.runtimes.celery import create_app, set_default_app
-from active_data_flow.runtimes.celery._store_draft import PartitionedStore
-from active_data_flow.runtimes.heartbeat import RunRecord, catalog
+from active_data_flow.runtimes.heartbeat import FlowStore, RunRecord, catalog
 from tests.celery import flows
 from tests.celery.harness import Broker, Cluster, wait_for
 from tests.conftest import RABBITMQ_HOST, REDIS_HOST, need
@@ -67,18 +66,17 @@ def data_url(make_database: Callable[[str], str]) -> Iterator[str]:
 
 
 @pytest.fixture
-def store(postgres_url: str) -> Iterator[PartitionedStore]:
+def store(postgres_url: str) -> Iterator[FlowStore]:
     """A migrated flow store on a fresh PostgreSQL database."""
     catalog.clear()
-    store = PartitionedStore(postgres_url, lease_seconds=LEASE, auto_upgrade=True)
-    store.create_partition_tables()
+    store = FlowStore(postgres_url, lease_seconds=LEASE, auto_upgrade=True)
     yield store
     store.close()
     catalog.clear()
 
 
 @pytest.fixture
-def cluster(broker: Broker, store: PartitionedStore, data_url: str, tmp_path: Path,
+def cluster(broker: Broker, store: FlowStore, data_url: str, tmp_path: Path,
             ) -> Iterator[Cluster]:
     """Worker processes for this test (none started yet); all stopped afterwards.
 
@@ -125,7 +123,7 @@ def target_ids(data_url: str) -> list[int]:
         engine.dispose()
 
 
-def wait_run(store: PartitionedStore, run_id: int, timeout: float = 60) -> RunRecord:
+def wait_run(store: FlowStore, run_id: int, timeout: float = 60) -> RunRecord:
     """Wait until run ``run_id`` has ended; return its record."""
     def ended() -> RunRecord | None:
         run = store.get_run(run_id)

@@ -39,8 +39,7 @@ if os.environ.get(DATA_ENV):
 
 def run_scheduler(interval: float) -> None:
     """A heartbeat loop on ``ADF_DATABASE_URL`` that dispatches Celery flows (until SIGTERM)."""
-    from active_data_flow.runtimes.celery._store_draft import PartitionedStore
-    from active_data_flow.runtimes.heartbeat import Worker
+    from active_data_flow.runtimes.heartbeat import FlowStore, Worker
 
-    store = PartitionedStore(os.environ["ADF_DATABASE_URL"])
+    store = FlowStore(os.environ["ADF_DATABASE_URL"])
     Worker(store, interval=interval).run()

@@ -10,15 +10,14 @@ import pytest
 import sqlalchemy as sa
 
 from active_data_flow.connectors.sqlalchemy import register_database, unregister_database
-from active_data_flow.runtimes.celery._store_draft import PartitionedStore
-from active_data_flow.runtimes.heartbeat import beat
+from active_data_flow.runtimes.heartbeat import FlowStore, beat
 from tests.celery import flows
 from tests.celery.conftest import flow_spec, target_ids, wait_run
 from tests.celery.harness import Broker, Cluster, wait_for
 
 
 @pytest.fixture
-def data_url(store: PartitionedStore) -> Iterator[str]:
+def data_url(store: FlowStore) -> Iterator[str]:
     """The store's own database, holding the target table too."""
     url = store.engine.url.render_as_string(hide_password=False)
     engine = sa.create_engine(url, poolclass=sa.NullPool)
@@ -31,7 +30,7 @@ def data_url(store: PartitionedStore) -> Iterator[str]:
 
 @pytest.mark.parametrize("broker", ["rabbitmq"], indirect=True)
 def test_a_killed_part_resumes_from_a_checkpoint_committed_with_its_batch(
-    cluster: Cluster, store: PartitionedStore, broker: Broker, data_url: str
+    cluster: Cluster, store: FlowStore, broker: Broker, data_url: str
 ) -> None:
     spec = flow_spec("insert_only", broker, rows=4000, wait=0.25, every=250, batch_size=250,
                      partitions=2)

@@ -10,14 +10,13 @@ import time
 import pytest
 
 from active_data_flow.runtimes.celery import Celery, default_app
-from active_data_flow.runtimes.celery._store_draft import PartitionedStore
 from active_data_flow.runtimes.celery.app import send_partition
-from active_data_flow.runtimes.heartbeat import RunRecord, beat
+from active_data_flow.runtimes.heartbeat import FlowStore, RunRecord, beat
 from tests.celery.conftest import LEASE, flow_spec, target_ids, wait_run
 from tests.celery.harness import Broker, Cluster, wait_for
 
 
-def _running_part(store: PartitionedStore, run_id: int, worker: str) -> int | None:
+def _running_part(store: FlowStore, run_id: int, worker: str) -> int | None:
     """The id of a part ``worker`` is executing and has checkpointed at least once."""
     for part in store.list_partitions(run_id):
         if (part.status == "running" and part.cursor is not None
@@ -27,7 +26,7 @@ def _running_part(store: PartitionedStore, run_id: int, worker: str) -> int | No
 
 
 def test_a_worker_killed_mid_partition_is_redelivered_and_the_part_finished(
-    cluster: Cluster, store: PartitionedStore, broker: Broker, data_url: str
+    cluster: Cluster, store: FlowStore, broker: Broker, data_url: str
 ) -> None:
     # Two parts of 4,000 rows, each read in 16 paced batches (about 4 s per part).
     store.create_flow(flow_spec("copy", broker, rows=8000, wait=0.25, every=250,
@@ -63,7 +62,7 @@ def test_a_worker_killed_mid_partition_is_redelivered_and_the_part_finished(
 
 
 def test_a_task_delivered_again_while_it_runs_never_runs_twice_at_once(
-    cluster: Cluster, store: PartitionedStore, broker: Broker, data_url: str
+    cluster: Cluster, store: FlowStore, broker: Broker, data_url: str
 ) -> None:
     # One part of 3,000 rows in 12 paced batches: about 6 s of work.
     store.create_flow(flow_spec("long", broker, rows=3000, wait=0.5, every=250,
@@ -99,7 +98,7 @@ def test_a_task_delivered_again_while_it_runs_never_runs_twice_at_once(
 @pytest.mark.slow
 @pytest.mark.parametrize("broker", ["redis"], indirect=True)
 def test_two_schedulers_for_a_minute_create_no_duplicate_runs(
-    cluster: Cluster, store: PartitionedStore, broker: Broker, data_url: str
+    cluster: Cluster, store: FlowStore, broker: Broker, data_url: str
 ) -> None:
     store.create_flow(flow_spec("ticker", broker, rows=2000, batch_size=500, partitions=2,
                                 interval=1.0))

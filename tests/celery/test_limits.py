@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from active_data_flow.runtimes.celery._store_draft import PartitionedStore, PartitionRecord
-from active_data_flow.runtimes.heartbeat import RunRecord, beat
+from active_data_flow.runtimes.heartbeat import FlowStore, PartitionRecord, RunRecord, beat
 from tests.celery.conftest import flow_spec, target_ids, wait_run
 from tests.celery.harness import Broker, Cluster, wait_for
 
@@ -29,7 +28,7 @@ def _overlaps(spans: list[Span]) -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize("broker", ["rabbitmq"], indirect=True)
 def test_twenty_triggers_of_a_flow_limited_to_one_task_never_overlap(
-    cluster: Cluster, store: PartitionedStore, broker: Broker, data_url: str
+    cluster: Cluster, store: FlowStore, broker: Broker, data_url: str
 ) -> None:
     # Every run reads the next 400 ids in two parts; the limit lets one part run at a time
     # although two workers with two processes each are free.
@@ -56,14 +55,14 @@ def test_twenty_triggers_of_a_flow_limited_to_one_task_never_overlap(
     assert target_ids(data_url) == list(range(20 * 400))
 
 
-def _claimed(store: PartitionedStore, n: int) -> bool:
+def _claimed(store: FlowStore, n: int) -> bool:
     runs = store.list_runs("limited", limit=100).items
     return len(runs) >= n and all(r.status != "pending" for r in runs)
 
 
 @pytest.mark.parametrize("broker", ["redis"], indirect=True)
 def test_a_concurrency_group_limits_flows_together_and_unlimited_parts_overlap(
-    cluster: Cluster, store: PartitionedStore, broker: Broker
+    cluster: Cluster, store: FlowStore, broker: Broker
 ) -> None:
     grouped = {"partitions": 2, "concurrency_group": "reporting", "group_concurrency": 1}
     for name in ("one", "two"):

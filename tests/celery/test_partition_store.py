@@ -11,13 +11,16 @@ from typing import Any
 import pytest
 
 from active_data_flow.errors import RunClaimLost
-from active_data_flow.runtimes.celery._store_draft import (
-    ClaimedPartition,
-    PartitionBusy,
-    PartitionedStore,
-)
 from active_data_flow.runtimes.celery.testing import RangeSource
-from active_data_flow.runtimes.heartbeat import ClaimedRun, RunCounts, RunStatus, catalog
+from active_data_flow.runtimes.heartbeat import (
+    ClaimedPartition,
+    ClaimedRun,
+    FlowStore,
+    PartitionBusy,
+    RunCounts,
+    RunStatus,
+    catalog,
+)
 
 LEASE = 10.0
 HOLD = 100.0
@@ -40,10 +43,9 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def store(postgres_url: str, clock: Clock) -> Iterator[PartitionedStore]:
+def store(postgres_url: str, clock: Clock) -> Iterator[FlowStore]:
     catalog.clear()
-    store = PartitionedStore(postgres_url, lease_seconds=LEASE, auto_upgrade=True, clock=clock)
-    store.create_partition_tables()
+    store = FlowStore(postgres_url, lease_seconds=LEASE, auto_upgrade=True, clock=clock)
     yield store
     store.close()
 
@@ -58,7 +60,7 @@ Dispatch = Callable[..., tuple[ClaimedRun, list[int]]]
 
 
 @pytest.fixture
-def dispatch(store: PartitionedStore) -> Dispatch:
+def dispatch(store: FlowStore) -> Dispatch:
     """Create (once), trigger and claim flow ``name``, and record ``parts`` parts of it."""
     def make(name: str = "f", parts: int = 2, **limits: Any) -> tuple[ClaimedRun, list[int]]:
         if name not in {f.name for f in store.list_flows(limit=100).items}:
@@ -80,7 +82,7 @@ def held(got: object) -> ClaimedPartition:
 
 
 def test_recording_parts_is_idempotent_and_needs_the_dispatch_claim(
-    store: PartitionedStore, dispatch: Dispatch
+    store: FlowStore, dispatch: Dispatch
 ) -> None:
     claim, ids = dispatch(parts=3)
     again = store.open_partitions(claim, [({"type": "range", "config": {"stop": 1}}, None)],
@@ -92,7 +94,7 @@ def test_recording_parts_is_idempotent_and_needs_the_dispatch_claim(
 
 
 def test_a_held_part_is_busy_until_its_lease_expires_then_taken_over_and_fenced(
-    store: PartitionedStore, dispatch: Dispatch, clock: Clock
+    store: FlowStore, dispatch: Dispatch, clock: Clock
 ) -> None:
     _, (first, _) = dispatch()
     a = held(store.claim_partition(first, "a"))
@@ -115,7 +117,7 @@ def test_a_held_part_is_busy_until_its_lease_expires_then_taken_over_and_fenced(
 
 
 def test_the_last_part_ends_the_run_and_moves_the_cursor_to_the_furthest_checkpoint(
-    store: PartitionedStore, dispatch: Dispatch
+    store: FlowStore, dispatch: Dispatch
 ) -> None:
     _, ids = dispatch(parts=3)
     parts = [held(store.claim_partition(i, "w")) for i in ids]
@@ -137,7 +139,7 @@ def test_the_last_part_ends_the_run_and_moves_the_cursor_to_the_furthest_checkpo
 
 
 def test_a_failed_part_fails_the_run_once_the_others_ended_and_keeps_the_cursor(
-    store: PartitionedStore, dispatch: Dispatch
+    store: FlowStore, dispatch: Dispatch
 ) -> None:
     _, (p0, p1) = dispatch()
     a, b = held(store.claim_partition(p0, "w")), held(store.claim_partition(p1, "w"))
@@ -156,7 +158,7 @@ def test_a_failed_part_fails_the_run_once_the_others_ended_and_keeps_the_cursor(
 
 
 def test_a_retried_part_is_pending_again_and_resumes_from_its_checkpoint(
-    store: PartitionedStore, dispatch: Dispatch
+    store: FlowStore, dispatch: Dispatch
 ) -> None:
     _, (p0, _) = dispatch()
     a = held(store.claim_partition(p0, "a"))
@@ -167,7 +169,7 @@ def test_a_retried_part_is_pending_again_and_resumes_from_its_checkpoint(
 
 
 def test_parts_of_a_reclaimed_run_are_void(
-    store: PartitionedStore, dispatch: Dispatch, clock: Clock
+    store: FlowStore, dispatch: Dispatch, clock: Clock
 ) -> None:
     claim, (p0, p1) = dispatch()
     a = held(store.claim_partition(p0, "a"))
@@ -180,7 +182,7 @@ def test_parts_of_a_reclaimed_run_are_void(
 
 
 def test_limits_count_live_parts_of_the_flow_and_of_its_group(
-    store: PartitionedStore, dispatch: Dispatch, clock: Clock
+    store: FlowStore, dispatch: Dispatch, clock: Clock
 ) -> None:
     _, (f0, f1) = dispatch("f", concurrency_limit=1, concurrency_group="db", group_limit=2)
     _, (g0, g1) = dispatch("g", concurrency_group="db", group_limit=2)
@@ -199,7 +201,7 @@ def test_limits_count_live_parts_of_the_flow_and_of_its_group(
 
 def _claim_in_process(url: str, rounds: list[int], barrier: Any, results: Any) -> None:
     """One racer: in each round, wait for the others, then claim that round's part."""
-    store = PartitionedStore(url, lease_seconds=LEASE)
+    store = FlowStore(url, lease_seconds=LEASE)
     for partition_id in rounds:
         barrier.wait()
         got = store.claim_partition(partition_id, f"racer-{partition_id}")
@@ -208,7 +210,7 @@ def _claim_in_process(url: str, rounds: list[int], barrier: Any, results: Any) -
 
 
 def test_processes_racing_for_slots_never_exceed_the_limit(
-    store: PartitionedStore, dispatch: Dispatch, postgres_url: str
+    store: FlowStore, dispatch: Dispatch, postgres_url: str
 ) -> None:
     # Ten rounds: six processes each claim a different part of one run at the same moment;
     # the flow allows two at a time.

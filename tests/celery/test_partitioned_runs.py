@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from active_data_flow.runtimes.celery._store_draft import PartitionedStore
-from active_data_flow.runtimes.heartbeat import beat
+import pytest
+
+from active_data_flow.runtimes.heartbeat import FlowStore, beat
 from tests.celery.conftest import flow_spec, target_ids, wait_run
 from tests.celery.harness import Broker, Cluster
 
 
 def test_a_partitioned_run_is_split_run_by_two_workers_and_completed(
-    cluster: Cluster, store: PartitionedStore, broker: Broker, data_url: str
+    cluster: Cluster, store: FlowStore, broker: Broker, data_url: str
 ) -> None:
     spec = flow_spec("copy", broker, rows=6000, wait=0.05, batch_size=500, partitions=4)
     spec["triggers"] = ["follow_up"]
@@ -41,7 +42,7 @@ def test_a_partitioned_run_is_split_run_by_two_workers_and_completed(
 
 
 def test_a_failed_partition_is_retried_alone(
-    cluster: Cluster, store: PartitionedStore, broker: Broker, data_url: str, tmp_path: Path
+    cluster: Cluster, store: FlowStore, broker: Broker, data_url: str, tmp_path: Path
 ) -> None:
     flag = tmp_path / "fail-once"
     flag.touch()
@@ -63,7 +64,7 @@ def test_a_failed_partition_is_retried_alone(
 
 
 def test_a_permanently_failed_partition_fails_the_run_and_keeps_the_cursor(
-    cluster: Cluster, store: PartitionedStore, broker: Broker, tmp_path: Path
+    cluster: Cluster, store: FlowStore, broker: Broker, tmp_path: Path
 ) -> None:
     flag = tmp_path / "fail-once"
     flag.touch()
@@ -89,8 +90,12 @@ def test_a_permanently_failed_partition_fails_the_run_and_keeps_the_cursor(
 
 
 def test_a_json_lines_file_is_split_by_byte_ranges_across_workers(
-    cluster: Cluster, store: PartitionedStore, broker: Broker, data_url: str, tmp_path: Path
+    cluster: Cluster, store: FlowStore, broker: Broker, data_url: str, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # Stored specs may read files only under the allowed roots (here and in the workers).
+    monkeypatch.setenv("ADF_FILE_ROOTS", str(tmp_path))
+    cluster.env["ADF_FILE_ROOTS"] = str(tmp_path)
     path = tmp_path / "rows.jsonl"
     path.write_text("".join(json.dumps({"id": i, "v": f"line-{i}"}) + "\n" for i in range(3000)))
     spec = flow_spec("from_file", broker, rows=0, batch_size=200, partitions=3)
@@ -113,7 +118,7 @@ def test_a_json_lines_file_is_split_by_byte_ranges_across_workers(
 
 
 def test_waiting_runs_start_in_priority_order(
-    cluster: Cluster, store: PartitionedStore, broker: Broker
+    cluster: Cluster, store: FlowStore, broker: Broker
 ) -> None:
     runs = {}
     for name, priority in (("low", 1), ("middle", 5), ("high", 9)):

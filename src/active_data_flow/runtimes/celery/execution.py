@@ -26,25 +26,23 @@ from active_data_flow.errors import ConfigurationError, FlowRunError, RunClaimLo
 from active_data_flow.flow import DataFlow, RunResult
 from active_data_flow.registry import untrusted_specs
 from active_data_flow.runtime import Checkpoint, Runtime
-from active_data_flow.runtimes.celery._store_draft import (
-    ClaimedPartition,
-    PartitionBusy,
-    PartitionedStore,
-    PartitionOutcome,
-)
 from active_data_flow.runtimes.celery.runtime import Celery
 from active_data_flow.runtimes.heartbeat._faults import crash_point
 from active_data_flow.runtimes.heartbeat.models import RunStatus
 from active_data_flow.runtimes.heartbeat.records import (
+    ClaimedPartition,
     ClaimedRun,
     FlowCodeError,
     FlowNotFound,
     FlowRecord,
+    PartitionBusy,
+    PartitionOutcome,
     RunCounts,
     StoreError,
 )
 from active_data_flow.runtimes.heartbeat.registration import build_flow
 from active_data_flow.runtimes.heartbeat.runtime import RunContext, running
+from active_data_flow.runtimes.heartbeat.store import FlowStore
 
 __all__ = [
     "Next",
@@ -56,9 +54,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-FlowStoreWithParts = PartitionedStore
-
 
 @dataclass(frozen=True, slots=True)
 class Next:
@@ -86,7 +81,7 @@ def _trust(record: FlowRecord) -> AbstractContextManager[None]:
 
 
 # -- splitting -------------------------------------------------------------------------
-def start_run(store: FlowStoreWithParts, run_id: int, token: str) -> Next | None:
+def start_run(store: FlowStore, run_id: int, token: str) -> Next | None:
     """Split a dispatched run into parts and record them.
 
     Returns the parts to enqueue (all that have not ended, when a redelivered task finds
@@ -133,7 +128,7 @@ def start_run(store: FlowStoreWithParts, run_id: int, token: str) -> Next | None
     return Next(runtime, ids)
 
 
-def _fail_run(store: FlowStoreWithParts, claim: ClaimedRun, exc: Exception) -> None:
+def _fail_run(store: FlowStore, claim: ClaimedRun, exc: Exception) -> None:
     log.error("run %s: flow %s cannot be split: %s", claim.run_id, claim.flow.name, exc,
               extra={"action": "celery_split_failed", "flow": claim.flow.name})
     with suppress(RunClaimLost):
@@ -157,7 +152,7 @@ class PartitionCheckpoint(Checkpoint):
     """Saves a held part's cursor after each durable batch, in the sink's own transaction
     when the sink writes to the store's database (then batch and cursor commit together)."""
 
-    def __init__(self, store: FlowStoreWithParts, claim: ClaimedPartition) -> None:
+    def __init__(self, store: FlowStore, claim: ClaimedPartition) -> None:
         self.store = store
         self.claim = claim
 
@@ -177,7 +172,7 @@ class PartitionLease:
     """Renews a held part's lease (and its run's) in a thread; ``lost`` is set once the part
     was taken over or its run reclaimed, so the loop stops after its current batch."""
 
-    def __init__(self, store: FlowStoreWithParts, claim: ClaimedPartition) -> None:
+    def __init__(self, store: FlowStore, claim: ClaimedPartition) -> None:
         self.store = store
         self.claim = claim
         self.lost = threading.Event()
@@ -210,7 +205,7 @@ class PartitionLease:
 class _Progress:
     """Records a part's counts after its batches, at most once a second."""
 
-    def __init__(self, store: FlowStoreWithParts, claim: ClaimedPartition) -> None:
+    def __init__(self, store: FlowStore, claim: ClaimedPartition) -> None:
         self.store, self.claim = store, claim
         self.last = time.monotonic()
 
@@ -222,7 +217,7 @@ class _Progress:
             self.store.partition_progress(self.claim, self.claim.counts + RunCounts.of(result))
 
 
-def run_partition(store: FlowStoreWithParts, partition_id: int, worker_id: str) -> Next | None:
+def run_partition(store: FlowStore, partition_id: int, worker_id: str) -> Next | None:
     """Claim and execute one part; see the module docstring.
 
     Returns ``None`` when the part is done with (ended, voided, or lost to another worker),
@@ -263,7 +258,7 @@ def run_partition(store: FlowStoreWithParts, partition_id: int, worker_id: str) 
 
 
 def _execute(
-    store: FlowStoreWithParts, claim: ClaimedPartition, runtime: Celery, lease: PartitionLease
+    store: FlowStore, claim: ClaimedPartition, runtime: Celery, lease: PartitionLease
 ) -> Next | None:
     started = time.monotonic()
     try:
@@ -294,7 +289,7 @@ def _execute(
 
 
 def _failed(
-    store: FlowStoreWithParts, claim: ClaimedPartition, runtime: Celery,
+    store: FlowStore, claim: ClaimedPartition, runtime: Celery,
     lease: PartitionLease, flow: DataFlow, error: FlowRunError, started: float,
 ) -> Next | None:
     counts = claim.counts + RunCounts.of(error.result or RunResult(flow.name))
@@ -318,7 +313,7 @@ def _failed(
 
 
 def _after_run(
-    store: FlowStoreWithParts, flow: DataFlow | None, outcome: PartitionOutcome,
+    store: FlowStore, flow: DataFlow | None, outcome: PartitionOutcome,
     error: FlowRunError | None = None,
 ) -> None:
     """When this part ended its run: chain the flows it triggers, call the flow's hooks."""

@@ -90,7 +90,7 @@ class Celery(Heartbeat):
         """
         from active_data_flow.runtimes.celery.app import default_app, send_start
 
-        context.store.hold_dispatched(claim, self.config.queue_timeout)  # type: ignore[attr-defined]
+        context.store.hold_dispatched(claim, self.config.queue_timeout)
         send_start(default_app(), claim.run_id, claim.token, self)
         context.hand_off(claim)
         log.info("run %s of %s enqueued on Celery (queue %s, %d partition(s))",

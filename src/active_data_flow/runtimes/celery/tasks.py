@@ -20,7 +20,7 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from active_data_flow.runtimes.celery._store_draft import PartitionedStore
+from active_data_flow.runtimes.heartbeat.store import FlowStore
 
 if TYPE_CHECKING:
     from celery import Celery  # type: ignore[import-untyped]
@@ -37,7 +37,7 @@ class WorkerState:
     """What a worker process keeps between tasks: its store connection pool."""
 
     pid: int
-    store: PartitionedStore
+    store: FlowStore
 
 
 _states: dict[int, WorkerState] = {}
@@ -53,7 +53,7 @@ def worker_state(app: Celery) -> WorkerState:
         state = _states.get(id(app))
         if state is None or state.pid != pid:  # a forked pool process makes its own pool
             settings = settings_of(app)
-            store = PartitionedStore(settings.store_url, lease_seconds=settings.lease_seconds,
+            store = FlowStore(settings.store_url, lease_seconds=settings.lease_seconds,
                                      renew_seconds=settings.renew_seconds)
             state = _states[id(app)] = WorkerState(pid, store)
         return state
