@@ -6,8 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
 from active_data_flow.runtimes.heartbeat import FlowStore, beat
+from active_data_flow.web import create_app
 from tests.celery.conftest import flow_spec, target_ids, wait_run
 from tests.celery.harness import Broker, Cluster
 
@@ -35,6 +37,11 @@ def test_a_partitioned_run_is_split_run_by_two_workers_and_completed(
     assert target_ids(data_url) == list(range(6000))
     assert store.get_flow("copy").cursor == 5999
     assert store.list_runs("follow_up").items[0].trigger == "chain"  # its triggers ran
+    # The web engine's run page lists the parts and the workers that ran them.
+    with TestClient(create_app(store, insecure_no_auth=True)) as web:
+        page = web.get(f"/runs/{run.id}").text
+    assert "Partitions (4)" in page
+    assert all(p.worker_id and p.worker_id in page for p in parts)
     # The next run starts after the cursor: nothing left to read.
     again = store.trigger("copy")
     beat(store)
