@@ -74,7 +74,7 @@ def test_a_unique_violation_mid_run_fails_it_naming_the_record_with_nothing_part
     assert cause.key == 15
     assert not err.value.transient
     assert err.value.result is not None
-    assert err.value.result.cursor == [10]
+    assert err.value.result.cursor == 10
     # The first batch is committed; of the second, nothing.
     assert [r[0] for r in rows(engine, Contact, "id")] == [*range(1, 11), 1000]
     # With on_error="skip" the run goes on without the refused record.
@@ -122,7 +122,7 @@ def test_a_connection_killed_inside_the_batch_transaction_is_retried_once_and_wr
 
     class KilledOnce(SavedCursor):
         def within(self, handle: sa.Connection, cursor: Any) -> bool:
-            if cursor == [20] and not kills:
+            if cursor == 20 and not kills:
                 # The batch's rows are written but not committed when the session dies.
                 kills.append(cursor)
                 kill(self.engine, session_id(handle))
@@ -132,10 +132,10 @@ def test_a_connection_killed_inside_the_batch_transaction_is_retried_once_and_wr
     flow = copy_flow(SqlAlchemySource(model=Person, database=url),
                      SqlAlchemySink(model=Contact, database=url), batch_size=10)
     result = flow().run(checkpoint=checkpoint)
-    assert kills == [[20]]
+    assert kills == [20]
     assert result.written == 50
     assert [r[0] for r in rows(engine, Contact, "id")] == list(range(1, 51))  # no duplicate
-    assert checkpoint.load() == [50]
+    assert checkpoint.load() == 50
 
 
 @pytest.mark.parametrize("db_url", SERVERS, indirect=True)
@@ -170,7 +170,7 @@ def test_a_database_that_keeps_failing_ends_the_run_clearly_with_nothing_partial
 
     class AlwaysKilled(SavedCursor):
         def within(self, handle: sa.Connection, cursor: Any) -> bool:
-            if cursor == [20]:
+            if cursor == 20:
                 kill(self.engine, session_id(handle))
             return super().within(handle, cursor)
 
@@ -185,9 +185,9 @@ def test_a_database_that_keeps_failing_ends_the_run_clearly_with_nothing_partial
     assert "after 3 attempts" in str(cause)
     assert err.value.transient  # a runtime may retry the run later
     assert err.value.result is not None
-    assert err.value.result.cursor == [10]
+    assert err.value.result.cursor == 10
     assert [r[0] for r in rows(engine, Contact, "id")] == list(range(1, 11))
-    assert checkpoint.load() == [10]
+    assert checkpoint.load() == 10
     retries = [r for r in caplog.records if getattr(r, "action", "") == "db_retry"]
     assert len(retries) == 2
 

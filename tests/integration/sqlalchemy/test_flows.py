@@ -45,11 +45,11 @@ def test_a_flow_copies_a_table_and_a_second_run_copies_only_the_new_rows(
                      SqlAlchemySink(model=Contact, database=url))
     first = flow().run()
     assert (first.read, first.written, first.batches) == (30, 30, 5)
-    assert first.cursor == [30]
+    assert first.cursor == 30
     assert rows(engine, Contact, "id", "name")[:2] == [(1, "P1"), (2, "P2")]
     insert(engine, Person, people(5, start=31))
     second = flow().run(cursor=json.loads(json.dumps(first.cursor)))
-    assert (second.read, second.written, second.cursor) == (5, 5, [35])
+    assert (second.read, second.written, second.cursor) == (5, 5, 35)
     assert [r[0] for r in rows(engine, Contact, "id")] == list(range(1, 36))
     assert flow().run(cursor=second.cursor).read == 0
 
@@ -126,13 +126,13 @@ def test_the_cursor_commits_with_its_batch_so_a_crashed_run_resumes_exactly_once
     with pytest.raises(FlowRunError) as err:
         flow().run(checkpoint=checkpoint)
     assert err.value.result is not None
-    assert err.value.result.cursor == [20]
-    assert checkpoint.load() == [20]
+    assert err.value.result.cursor == 20
+    assert checkpoint.load() == 20
     assert len(rows(engine, Contact)) == 20
     result = flow().run(cursor=checkpoint.load(), checkpoint=checkpoint)
     assert result.read == 20
     assert [r[0] for r in rows(engine, Contact, "id")] == list(range(1, 41))
-    assert checkpoint.load() == [40]
+    assert checkpoint.load() == 40
     assert checkpoint.outside == 0  # every cursor was saved inside a batch transaction
 
 

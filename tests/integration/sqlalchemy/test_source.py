@@ -44,7 +44,7 @@ def test_reads_every_row_in_key_order_with_typed_values_and_json_positions(
     assert first.to_dict() == people(1)[0]
     assert isinstance(first["score"], Decimal)
     assert isinstance(first["updated_at"], dt.datetime)
-    assert [m.position for m in messages[:3]] == [[1], [2], [3]]
+    assert [m.position for m in messages[:3]] == [1, 2, 3]
     # Positions survive JSON (a store keeps them as JSON) and resume strictly after.
     cursor = json.loads(json.dumps(messages[11].position))
     assert ids(source.each(cursor)) == list(range(13, 26))
@@ -124,7 +124,8 @@ def test_updated_rows_are_read_again_and_lag_rereads_only_its_window(engine: sa.
     assert ids(plain.each(cursor)) == [4]
     # A numeric lag on a numeric cursor: re-read ids within 2 of the cursor.
     numeric = SqlAlchemySource(model=Person, database=url, lag=2)
-    assert ids(numeric.each([10])) == [8, 9, 10, 11, 12]
+    assert ids(numeric.each(10)) == [8, 9, 10, 11, 12]
+    assert ids(numeric.each([10])) == [8, 9, 10, 11, 12]  # a one-item list works too
 
 
 def test_composite_primary_keys_and_renamed_columns(engine: sa.Engine) -> None:
@@ -168,7 +169,7 @@ def test_includes_eager_loads_relationships_without_n_plus_one_queries(
     assert [p["title"] for p in first["posts"]] == ["T1.0", "T1.1", "T1.2"]
     assert [c["body"] for c in first["posts"][0]["comments"]] == ["c3"]
     assert [c["body"] for c in first["posts"][1]["comments"]] == ["c1", "c4"]
-    assert messages[4].position == [5]
+    assert messages[4].position == 5
     # Many-to-one relationships nest as one dict.
     post = next(iter(SqlAlchemySource(model=Post, database=engine, includes="author").each()))
     assert post["author"] == {"id": 1, "name": "A1"}
@@ -223,7 +224,7 @@ def test_a_failing_query_is_a_source_error_naming_the_database(engine: sa.Engine
 
 def test_a_cursor_of_another_shape_is_refused_at_once(engine: sa.Engine) -> None:
     source = SqlAlchemySource(model=Person, database=engine, cursor_column="updated_at")
-    for bad in ([5], {"line": 3}, ["yesterday", 1], [True, 1]):
+    for bad in (5, [5], {"line": 3}, ["yesterday", 1], [True, 1]):
         with pytest.raises(ConfigurationError) as err:
             source.each(bad)
         assert err.value.option == "cursor"

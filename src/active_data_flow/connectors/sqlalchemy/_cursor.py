@@ -2,8 +2,9 @@
 
 A source reads in the order of its *key*: the cursor columns (default: the primary key),
 made unique with the primary key when they are not, so that no two rows share a position.
-A position is the list of the key's values of a row, JSON-safe: datetimes, dates and times
-as ISO strings, decimals and UUIDs as strings, bytes as hex. Resuming decodes it by the
+A position is the key's value for a one-column key (``42``) and the list of its values for
+a composite one (``["2024-05-01T12:00:00", 42]``), JSON-safe: datetimes, dates and times as
+ISO strings, decimals and UUIDs as strings, bytes as hex. Resuming decodes it by the
 columns' types and reads strictly after it; ties on a non-unique leading column are never
 skipped because the comparison covers the whole key.
 """
@@ -159,7 +160,7 @@ class Keyset:
         )
 
     # -- positions ------------------------------------------------------------------------
-    def position_getter(self, indexes: Sequence[int]) -> Callable[[Sequence[Any]], list[Any]]:
+    def position_getter(self, indexes: Sequence[int]) -> Callable[[Sequence[Any]], Any]:
         """A function from a result row to the JSON-safe position of that row.
 
         ``indexes`` are the key columns' places in the row.
@@ -168,8 +169,8 @@ class Keyset:
         if len(indexes) == 1:
             (i,), (enc,) = indexes, encoders
             if enc is None:
-                return lambda row: [row[i]]
-            return lambda row: [enc(row[i])]
+                return lambda row: row[i]
+            return lambda row: enc(row[i])
         get = itemgetter(*indexes)
         if all(e is None for e in encoders):
             return lambda row: list(get(row))
@@ -185,14 +186,19 @@ class Keyset:
     def decode(self, position: Any, what: str) -> tuple[Any, ...]:
         """The key values of a position given back as a cursor.
 
+        A one-column key's position may also be given as a one-item list.
+
         Raises:
             ConfigurationError: the cursor does not fit this key (option ``cursor``).
         """
+        if len(self.keys) == 1 and not isinstance(position, (list, tuple, dict)):
+            position = [position]
         if not isinstance(position, (list, tuple)) or len(position) != len(self.keys):
+            expected = (f"a value of {self.keys[0]}" if len(self.keys) == 1 else
+                        f"a list of {len(self.keys)} values, for {', '.join(self.keys)}")
             raise ConfigurationError(
-                f"{what}: cursor {position!r} is not a position of this source: expected a list "
-                f"of {len(self.keys)} value(s), for {', '.join(self.keys)}",
-                option="cursor",
+                f"{what}: cursor {position!r} is not a position of this source: expected "
+                f"{expected}", option="cursor",
             )
         try:
             return tuple(
@@ -202,13 +208,13 @@ class Keyset:
         except ValueError as exc:
             raise ConfigurationError(str(exc), option="cursor") from None
 
-    def encode(self, values: Sequence[Any]) -> list[Any]:
+    def encode(self, values: Sequence[Any]) -> Any:
         """The JSON-safe position of key ``values``."""
         out: list[Any] = []
         for column, value in zip(self.columns, values, strict=True):
             enc = _encoder(column)
             out.append(value if enc is None else enc(value))
-        return out
+        return out[0] if len(out) == 1 else out
 
 
 def _op(left: Any, right: Any, *, up: bool, strict: bool) -> ColumnElement[bool]:

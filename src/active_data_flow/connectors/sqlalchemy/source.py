@@ -63,8 +63,8 @@ class SqlAlchemySource(Source):
         database: a registered database name, a URL or an Engine (default: the model's
             registered database, else the one registered as ``"default"``).
 
-    Each message's ``position`` is the JSON-safe list of its key values; ``each(cursor)``
-    reads strictly after it.
+    Each message's ``position`` is its key's value, JSON-safe (a list of values for a
+    composite key); ``each(cursor)`` reads strictly after it.
     """
 
     class Config(ModelOptions, SourceConfig):
@@ -121,11 +121,11 @@ class SqlAlchemySource(Source):
             SourceError: a query failed (while reading).
         """
         after = None if cursor is None else self._plan.keyset.decode(cursor, self._label())
-        stream = self._stream(cursor, after)
+        stream = self._stream(after)
         self._streams.add(stream)
         return stream
 
-    def _stream(self, cursor: Any, after: tuple[Any, ...] | None) -> Generator[Message, None, None]:
+    def _stream(self, after: tuple[Any, ...] | None) -> Generator[Message, None, None]:
         db = self._database()
         reader = _PageReader(self, db)
         remaining = self.config.limit
@@ -134,7 +134,8 @@ class SqlAlchemySource(Source):
                 # The lag window: rows at or before the cursor but within `lag` of it. They
                 # keep the cursor as position, so a cursor never moves backwards.
                 start = after[0] - self._lag
-                for page in reader.pages(None, after, start, remaining, fixed=list(cursor)):
+                fixed = self._plan.keyset.encode(after)  # the cursor, as positions are made
+                for page in reader.pages(None, after, start, remaining, fixed=fixed):
                     if remaining is not None:
                         remaining -= len(page)
                     yield from page
@@ -225,7 +226,7 @@ class _PageReader:
             i = self.single_key
             for values in rows:
                 message = Row(zip(keys, values))  # noqa: B905
-                message.position = [values[i]]
+                message.position = values[i]
                 append(message)
         else:
             position_of = self.position_of
