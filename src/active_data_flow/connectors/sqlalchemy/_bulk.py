@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from operator import itemgetter
 from typing import Any, Protocol
 
@@ -251,9 +251,11 @@ class _CopyWriter:
             made.add(self.stage)
 
     def write(self, conn: Connection, records: Sequence[Record]) -> None:
-        rows = list(map(self.row, records))
+        rows: Iterable[tuple[Any, ...]]
         if self.stage is not None and self.dedupe:
-            rows = self._last_per_key(rows)
+            rows = self._last_per_key(list(map(self.row, records)))
+        else:
+            rows = map(self.row, records)  # made one at a time as COPY sends them
         self._copy(conn, rows)
         if self.stage is not None:
             conn.exec_driver_sql(self.merge_sql)
@@ -274,7 +276,7 @@ class _CopyWriter:
                 latest[key] = row
         return [*latest.values(), *loose] if len(latest) + len(loose) < len(rows) else rows
 
-    def _copy(self, conn: Connection, rows: list[tuple[Any, ...]]) -> None:
+    def _copy(self, conn: Connection, rows: Iterable[tuple[Any, ...]]) -> None:
         dbapi = self.dialect.loaded_dbapi
         raw: Any = conn.connection.dbapi_connection  # a psycopg.Connection
         try:

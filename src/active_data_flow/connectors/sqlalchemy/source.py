@@ -126,21 +126,34 @@ class SqlAlchemySource(Source):
         return stream
 
     def _stream(self, after: tuple[Any, ...] | None) -> Generator[Message, None, None]:
-        db = self._database()
-        reader = _PageReader(self, db)
-        remaining = self.config.limit
+        """The read: messages made one at a time, so each is freed once the flow is done
+        with it (few live objects, little garbage-collector work), from pages fetched whole.
+
+        The hottest loop of a read, hence specialised: a one-column key costs no function
+        call per row, and ``zip`` gets no ``strict=`` (a keyword argument costs a third of a
+        microsecond a row; the keys are the query's own columns).
+        """
+        reader = _PageReader(self, self._database())
+        keys = reader.keys
         try:
-            if after is not None and self._lag is not None:
-                # The lag window: rows at or before the cursor but within `lag` of it. They
-                # keep the cursor as position, so a cursor never moves backwards.
-                start = after[0] - self._lag
-                fixed = self._plan.keyset.encode(after)  # the cursor, as positions are made
-                for page in reader.pages(None, after, start, remaining, fixed=fixed):
-                    if remaining is not None:
-                        remaining -= len(page)
-                    yield from page
-            for page in reader.pages(after, None, None, remaining):
-                yield from page  # one generator level per message: the list iterates in C
+            for rows, fixed in reader.pages(after):
+                if fixed is not None:  # rows of the lag window keep the cursor
+                    for values in rows:
+                        message = Row(zip(keys, values))  # noqa: B905
+                        message.position = fixed
+                        yield message
+                elif reader.single_key is not None:
+                    i = reader.single_key
+                    for values in rows:
+                        message = Row(zip(keys, values))  # noqa: B905
+                        message.position = values[i]
+                        yield message
+                else:
+                    position_of = reader.position_of
+                    for values in rows:
+                        message = Row(zip(keys, values))  # noqa: B905
+                        message.position = position_of(values)
+                        yield message
         finally:
             reader.close()
 
@@ -179,62 +192,50 @@ class _PageReader:
         self.dialect = db.dialect
         self.conn: Connection | None = None
         self.page_size = source.config.batch_size
+        self.keys = self.plan.keys + tuple(self.plan.nested)
         self.position_of = self.plan.keyset.position_getter(self.plan.key_indexes)
         # A one-column key whose values are JSON-safe as they are (an integer id).
         self.single_key = self.plan.keyset.plain_index(self.plan.key_indexes)
 
-    def pages(
+    def pages(self, after: tuple[Any, ...] | None) -> Iterator[tuple[list[Any], Any]]:
+        """Pages of rows after ``after``, each with the position to give all its rows
+        (``None``: each its own).
+
+        With ``lag`` the read begins with the window: rows at or before the cursor but within
+        ``lag`` of it. They keep the cursor as their position, so a cursor never moves back.
+        """
+        remaining = self.source.config.limit
+        lag = self.source._lag
+        if after is not None and lag is not None:
+            fixed = self.plan.keyset.encode(after)
+            for rows in self._pages(None, after, after[0] - lag, remaining):
+                if remaining is not None:
+                    remaining -= len(rows)
+                yield rows, fixed
+        for rows in self._pages(after, None, None, remaining):
+            yield rows, None
+
+    def _pages(
         self,
         after: tuple[Any, ...] | None,
         not_after: tuple[Any, ...] | None,
         first_from: Any,
         remaining: int | None,
-        *,
-        fixed: Any = None,
-    ) -> Iterator[list[Message]]:
-        """Pages of messages; ``fixed`` is a position to give them all instead of theirs."""
-        keys = self.plan.keys + tuple(self.plan.nested)
+    ) -> Iterator[list[Any]]:
         key_indexes = self.plan.key_indexes
         while remaining is None or remaining > 0:
             size = self.page_size if remaining is None else min(self.page_size, remaining)
             stmt = self.plan.statement(self.dialect, limit=size, after=after,
                                        not_after=not_after, first_from=first_from)
             rows = self._fetch(stmt)
-            yield self._messages(rows, keys, fixed)
+            if rows:
+                yield rows
             if len(rows) < size:
                 return
             if remaining is not None:
                 remaining -= len(rows)
             last = rows[-1]
             after = tuple(last[i] for i in key_indexes)
-
-    def _messages(self, rows: list[Any], keys: tuple[str, ...], fixed: Any) -> list[Message]:
-        """A page of rows as messages, each with its position (or ``fixed``).
-
-        The hottest loop of a read: specialised so that the common single-column key costs
-        no function call per row. (``zip`` gets no ``strict=``: a keyword argument costs a
-        third of a microsecond per row, and the keys are the query's own columns.)
-        """
-        page: list[Message] = []
-        append = page.append
-        if fixed is not None:
-            for values in rows:
-                message = Row(zip(keys, values))  # noqa: B905
-                message.position = fixed
-                append(message)
-        elif self.single_key is not None:
-            i = self.single_key
-            for values in rows:
-                message = Row(zip(keys, values))  # noqa: B905
-                message.position = values[i]
-                append(message)
-        else:
-            position_of = self.position_of
-            for values in rows:
-                message = Row(zip(keys, values))  # noqa: B905
-                message.position = position_of(values)
-                append(message)
-        return page
 
     def _fetch(self, stmt: sa.Select[Any]) -> list[Any]:
         """Run one page, reconnecting and re-running it after a transient failure."""
