@@ -360,8 +360,8 @@ def main() -> None:
     parser.add_argument("--broker", default=os.environ.get("ADF_CELERY_BROKER_URL",
                                                             "redis://127.0.0.1:6379/9"))
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows of the CPU part")
-    parser.add_argument("--io-rows", type=int, default=400_000, help="rows of the I/O part")
-    parser.add_argument("--repeat", type=int, default=3,
+    parser.add_argument("--io-rows", type=int, default=800_000, help="rows of the I/O part")
+    parser.add_argument("--repeat", type=int, default=2,
                         help="runs of each measurement; the best (least disturbed) counts")
     args = parser.parse_args()
 
