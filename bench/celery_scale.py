@@ -266,7 +266,7 @@ def fill_source(url: str, rows: int) -> None:
     with engine.begin() as conn:
         conn.exec_driver_sql(
             "INSERT INTO bench_source (id, qty, sku, price) "
-            "SELECT g, g % 7, 'sku-' || (g % 1000), (g % 997) * 1.25 "
+            "SELECT g, g %% 7, 'sku-' || (g %% 1000), (g %% 997) * 1.25 "
             f"FROM generate_series(0, {rows - 1}) AS g")
         conn.exec_driver_sql("ANALYZE bench_source")
     engine.dispose()
