@@ -20,6 +20,8 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from celery.signals import worker_process_init  # type: ignore[import-untyped]
+
 from active_data_flow.runtimes.heartbeat.store import FlowStore
 
 if TYPE_CHECKING:
@@ -97,6 +99,12 @@ def register_tasks(app: Celery) -> None:
             send_partition(app, partition_id, step.runtime)
         if step.again_in is not None:
             send_start(app, run_id, token, step.runtime, countdown=_cap(app, step.again_in))
+
+    def warm_up(**_: Any) -> None:
+        # A pool process opens its store when it starts, not inside its first task.
+        worker_state(app)
+
+    worker_process_init.connect(warm_up, weak=False)
 
     @app.task(name=PARTITION_TASK, **options)  # type: ignore[untyped-decorator]
     def run_partition(self: Any, partition_id: int) -> None:
