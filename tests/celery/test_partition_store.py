@@ -119,13 +119,14 @@ def test_a_held_part_is_busy_until_its_lease_expires_then_taken_over_and_fenced(
 def test_the_last_part_ends_the_run_and_moves_the_cursor_to_the_furthest_checkpoint(
     store: FlowStore, dispatch: Dispatch
 ) -> None:
-    _, ids = dispatch(parts=3)
+    claim, ids = dispatch(parts=3)
     parts = [held(store.claim_partition(i, "w")) for i in ids]
     store.checkpoint_partition(parts[0], 32)
     store.checkpoint_partition(parts[1], 65)  # the last part read nothing: no checkpoint
     for p in parts[:2]:
         outcome = store.finish_partition(p, RunStatus.SUCCEEDED, RunCounts(read=33, written=33))
         assert outcome.run is None
+    assert store.get_run(claim.run_id).read == 66  # counts so far, while a part still runs
     outcome = store.finish_partition(parts[2], RunStatus.SUCCEEDED, RunCounts())
 
     assert outcome.run is not None

@@ -306,8 +306,10 @@ class PartitionsMixin(StoreBase):
             parts = conn.execute(sa.select(partitions).where(
                 partitions.c.run_id == claim.run_id).order_by(partitions.c.part)).all()
             if any(p.status in LIVE_STATUSES for p in parts):
+                # The run's counts so far (the pages show them while other parts run).
+                so_far = sum((RunCounts.of(p) for p in parts), RunCounts())
                 conn.execute(runs.update().where(runs.c.id == claim.run_id).values(
-                    heartbeat_at=now,
+                    heartbeat_at=now, **so_far.values(),
                     lease_expires_at=now + timedelta(seconds=claim.hold_seconds)))
                 return None
             self._end_partitioned_run(conn, run, parts, now)
