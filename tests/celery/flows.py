@@ -8,13 +8,14 @@ sizes and runtime options while workers import this module once.
 from __future__ import annotations
 
 import os
+from datetime import datetime
 
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from active_data_flow.connectors.sqlalchemy import register_database, register_models
 from active_data_flow.runtimes.celery.testing import RangeSource
 
-__all__ = ["Base", "RangeSource", "Target", "run_scheduler"]
+__all__ = ["Base", "Origin", "RangeSource", "Target", "run_scheduler"]
 
 DATA_ENV = "ADF_TEST_DATA_URL"
 
@@ -30,6 +31,16 @@ class Target(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     v: Mapped[str]
+
+
+class Origin(Base):
+    """A table the SQL tests split and copy from."""
+
+    __tablename__ = "celery_origin"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    v: Mapped[str]
+    at: Mapped[datetime]
 
 
 register_models(Base)
