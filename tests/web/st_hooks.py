@@ -27,10 +27,17 @@ def _counts() -> tuple[int, int]:
 
 @schemathesis.hook
 def filter_query(context: Any, query: Any) -> bool:
-    """Skip generated queries holding a null or an empty list: the HTTP client leaves such a
-    parameter out, so the request sent is not the (invalid) one generated, and a 2xx for it
-    would be reported as "schema-violating request accepted"."""
-    return not isinstance(query, dict) or all(v is not None and v != [] for v in query.values())
+    """Skip generated queries holding a null, an empty list or an object: the HTTP client
+    leaves such a parameter out or sends it empty, so the request sent is not the (invalid)
+    one generated, and a 2xx for it would be reported as "schema-violating request
+    accepted"."""
+    return not isinstance(query, dict) or all(_sendable(v) for v in query.values())
+
+
+def _sendable(value: Any) -> bool:
+    if value is None or isinstance(value, dict):
+        return False
+    return not (isinstance(value, list) and (not value or not all(map(_sendable, value))))
 
 
 @schemathesis.hook
