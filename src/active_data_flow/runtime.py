@@ -52,7 +52,13 @@ class RuntimeConfig(BaseModel):
     """Options every runtime accepts.
 
     Attributes:
-        batch_size: messages per batch; the cursor is checkpointed after each batch.
+        batch_size: the most messages per batch; the cursor is checkpointed after each
+            batch. The default, 10,000, keeps the per-commit cost of database sinks small
+            (one durable commit per 1,000 rows costs PostgreSQL about a third of its
+            throughput); a crash re-reads at most one batch.
+        batch_seconds: a batch also ends once it has taken this long (checked every few
+            hundred messages), so slow sources and transforms still checkpoint often.
+            ``None``: only ``batch_size`` ends a batch.
         enabled: a disabled runtime's flows are never run by a scheduler.
         interval: how often a scheduled flow is due: seconds, or a cron expression
             (five fields, e.g. ``"*/5 * * * *"``). ``None`` means on demand only.
@@ -60,7 +66,8 @@ class RuntimeConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    batch_size: int = Field(default=1000, ge=1, le=1_000_000)
+    batch_size: int = Field(default=10_000, ge=1, le=1_000_000)
+    batch_seconds: float | None = Field(default=5.0, gt=0)
     enabled: bool = True
     interval: float | str | None = None
 
@@ -125,6 +132,10 @@ class Runtime(Configurable):
                 f"runtime type {type_name!r} is not a {cls.__qualname__}", option="type"
             )
         return klass(**config)
+
+
+#: Messages read between two looks at the clock (see ``batch_seconds``).
+_CHUNK = 500
 
 
 class _Tally:
@@ -210,7 +221,7 @@ class Runner:
         try:
             messages = source.each(tally.cursor)
             while True:
-                out, count, position = self._transform(flow, messages, size, tally, dead)
+                out, count, position = self._read_batch(flow, messages, size, tally, dead)
                 if not count:
                     break
                 if out:
@@ -260,7 +271,7 @@ class Runner:
             last.flush()
         checkpoint(position)
 
-    def _transform(
+    def _read_batch(
         self,
         flow: DataFlow,
         messages: Iterator[Message],
@@ -268,13 +279,39 @@ class Runner:
         tally: _Tally,
         dead: Sink | None,
     ) -> tuple[list[Message | Mapping[str, Any]], int, Any]:
-        """Read up to ``size`` messages and transform them.
+        """Read and transform up to ``size`` messages, or fewer once ``batch_seconds`` pass.
+
+        The clock is read between chunks of a few hundred messages, not per message.
+        """
+        out: list[Message | Mapping[str, Any]] = []
+        limit = self.runtime.config.batch_seconds
+        deadline = None if limit is None else time.monotonic() + limit
+        count, position = 0, None
+        while count < size:
+            chunk = min(size - count, _CHUNK)
+            read, last = self._transform(flow, messages, chunk, tally, dead, out)
+            count += read
+            if read:
+                position = last
+            if read < chunk or (deadline is not None and time.monotonic() >= deadline):
+                break
+        return out, count, position
+
+    def _transform(
+        self,
+        flow: DataFlow,
+        messages: Iterator[Message],
+        size: int,
+        tally: _Tally,
+        dead: Sink | None,
+        out: list[Message | Mapping[str, Any]],
+    ) -> tuple[int, Any]:
+        """Read up to ``size`` messages and transform them into ``out``.
 
         Messages are consumed one at a time (not materialised as a batch) so that each is
         freed as soon as it is transformed: fewer live objects, far less garbage-collector
         work on large runs.
         """
-        out: list[Message | Mapping[str, Any]] = []
         append = out.append
         count = 0
         position = None
@@ -283,7 +320,7 @@ class Runner:
                 append(message)
                 count += 1
                 position = message.position
-            return out, count, position
+            return count, position
         transform = flow.transform
         for message in islice(messages, size):
             count += 1
@@ -298,7 +335,7 @@ class Runner:
                     out.extend(_fan_out(result))
             except Exception as exc:
                 self._on_error(flow, message, exc, tally, dead)
-        return out, count, position
+        return count, position
 
     def _on_error(
         self, flow: DataFlow, message: Message, exc: Exception, tally: _Tally, dead: Sink | None

@@ -260,3 +260,26 @@ def test_flow_batch_size_overrides_the_runtime() -> None:
     checkpoints: list[Any] = []
     flow(batch_size=5).run(checkpoint=checkpoints.append)
     assert checkpoints == [4, 9]
+
+
+def test_a_slow_batch_ends_after_batch_seconds() -> None:
+    """A batch ends once batch_seconds have passed, even short of batch_size."""
+    import time as clock
+
+    def slow(m: Message) -> Message:
+        clock.sleep(0.0005)
+        return m
+
+    records = [{"id": i} for i in range(2000)]
+    checkpoints: list[Any] = []
+    fast = flow(slow, source=MemorySource(records=records),
+                runtime=Inline(batch_size=2000, batch_seconds=0.05))
+    result = fast.run(checkpoint=checkpoints.append)
+    assert result.read == 2000
+    assert len(checkpoints) > 1  # ended early, at chunk boundaries
+    assert all((c + 1) % 500 == 0 for c in checkpoints)
+    unbounded = flow(slow, source=MemorySource(records=records),
+                     runtime=Inline(batch_size=2000, batch_seconds=None))
+    checkpoints.clear()
+    unbounded.run(checkpoint=checkpoints.append)
+    assert checkpoints == [1999]

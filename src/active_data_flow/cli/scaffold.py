@@ -41,8 +41,8 @@ class {class_name}(DataFlow):
     sink = JsonLinesSink(path="out/{name}.jsonl")
 
     # When it runs: every 5 minutes on the heartbeat (seconds or a cron string such as
-    # "*/5 * * * *"); batch_size records per batch and checkpoint.
-    runtime = Heartbeat(interval=300, batch_size=1000)
+    # "*/5 * * * *"); a checkpoint after every batch_size records or batch_seconds.
+    runtime = Heartbeat(interval=300, batch_size=10_000, batch_seconds=5)
 
     # What a failing transform does: "fail" the run, "skip" the message, or
     # "dead_letter" it (set `dead_letter_sink`, e.g. {{"type": "dead_letters"}}).
