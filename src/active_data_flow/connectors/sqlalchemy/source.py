@@ -14,7 +14,7 @@ from pydantic import Field, field_validator
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from active_data_flow.connector import Source, SourceConfig
+from active_data_flow.connector import Partition, Source, SourceConfig, check_parts
 from active_data_flow.connectors.sqlalchemy import _engines
 from active_data_flow.connectors.sqlalchemy._engines import Database
 from active_data_flow.connectors.sqlalchemy._models import ModelInfo, model_database
@@ -62,6 +62,8 @@ class SqlAlchemySource(Source):
             catch rows committed late with earlier values.
         database: a registered database name, a URL or an Engine (default: the model's
             registered database, else the one registered as ``"default"``).
+        until: read only rows at or before this position (the end of a partition's range;
+            :meth:`split` sets it).
 
     Each message's ``position`` is its key's value, JSON-safe (a list of values for a
     composite key); ``each(cursor)`` reads strictly after it.
@@ -77,6 +79,7 @@ class SqlAlchemySource(Source):
         readonly: bool = True
         cursor_column: list[str] | None = None
         lag: dt.timedelta | int | float | Decimal | None = None
+        until: Any = None
 
         _as_lists = field_validator(
             "order_by", "select", "includes", "cursor_column", mode="before"
@@ -157,6 +160,57 @@ class SqlAlchemySource(Source):
         finally:
             reader.close()
 
+    def split(self, parts: int, cursor: Any = None) -> list[Partition]:
+        """Cut the rows after ``cursor`` into at most ``parts`` ranges of the cursor key that
+        hold about as many rows each.
+
+        The cuts are found in key order with ``OFFSET`` probes (one count, then ``parts - 1``
+        index scans), so skewed keys split evenly too. Partition ``i`` reads the rows after
+        the previous cut up to and including its own (option ``until``); the last one is
+        open-ended, so it also reads rows added after the split. Only the first partition
+        keeps ``lag``. A read with ``limit`` is not split.
+        """
+        check_parts(parts)
+        if parts == 1 or self.config.limit is not None:
+            return [Partition(self.clone(), cursor)]
+        cuts = self._cuts(parts, cursor)
+        options = dict(self.config)
+        starts: list[Any] = [cursor, *cuts]
+        ends: list[Any] = [*cuts, self.config.until]
+        return [
+            Partition(type(self)(**{**options, "until": end,
+                                    "lag": self.config.lag if i == 0 else None}), start)
+            for i, (start, end) in enumerate(zip(starts, ends, strict=True))
+        ]
+
+    def _cuts(self, parts: int, cursor: Any) -> list[Any]:
+        """The positions that end the first ``parts - 1`` of ``parts`` equal row ranges."""
+        plan = self._plan
+        after = None if cursor is None else plan.keyset.decode(cursor, self._label())
+        reader = _PageReader(self, self._database())
+        try:
+            bounded = plan.statement(reader.dialect, limit=1, after=after,
+                                     not_after=self._until())
+            total = int(reader.scalar(sa.select(sa.func.count()).select_from(
+                bounded.limit(None).order_by(None).subquery())))
+            cuts: list[Any] = []
+            for k in range(1, min(parts, total)):
+                rows = reader._fetch(bounded.offset(total * k // parts - 1))
+                if not rows:
+                    continue
+                position = plan.keyset.encode([rows[0][i] for i in plan.key_indexes])
+                if not cuts or cuts[-1] != position:
+                    cuts.append(position)
+            return cuts
+        finally:
+            reader.close()
+
+    def _until(self) -> tuple[Any, ...] | None:
+        """The inclusive end of a partition's range, decoded (``None``: open-ended)."""
+        if self.config.until is None:
+            return None
+        return self._plan.keyset.decode(self.config.until, self._label())
+
     def count(self) -> int | None:
         """The number of rows a full read yields (``limit`` included)."""
         db = self._database()
@@ -212,7 +266,7 @@ class _PageReader:
                 if remaining is not None:
                     remaining -= len(rows)
                 yield rows, fixed
-        for rows in self._pages(after, None, None, remaining):
+        for rows in self._pages(after, self.source._until(), None, remaining):
             yield rows, None
 
     def _pages(
@@ -236,6 +290,20 @@ class _PageReader:
                 remaining -= len(rows)
             last = rows[-1]
             after = tuple(last[i] for i in key_indexes)
+
+    def scalar(self, stmt: sa.Select[Any]) -> Any:
+        """One value (a count) on this reader's connection, retried like a page."""
+        action = f"counting {self.plan.info.name} rows"
+        return _engines.retrying(self.db, "source", action, lambda: self._scalar(stmt),
+                                 on_retry=self._drop)
+
+    def _scalar(self, stmt: sa.Select[Any]) -> Any:
+        conn = self._connection()
+        try:
+            return conn.execute(stmt).scalar_one()
+        finally:
+            if conn.in_transaction() and not conn.invalidated:
+                conn.rollback()
 
     def _fetch(self, stmt: sa.Select[Any]) -> list[Any]:
         """Run one page, reconnecting and re-running it after a transient failure."""
