@@ -29,6 +29,7 @@ import tempfile
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -188,18 +189,20 @@ class Measure:
 
 # -- running a stored Celery flow ------------------------------------------------------
 def run_celery(store: Any, name: str, workers: list[Worker]) -> tuple[float, float, float, int]:
-    """Trigger ``name``, dispatch it, wait for the end: (wall, workers' CPU, machine CPU)."""
+    """Trigger ``name``, dispatch it, wait for the end: (wall, CPU of the workers and of the
+    dispatch, machine CPU, partitions)."""
     from active_data_flow.runtimes.heartbeat import beat
 
-    cpu0 = sum(w.cpu() for w in workers) + self_cpu()
-    busy0 = machine_busy()
-    t0 = time.perf_counter()
+    workers_cpu0, self0, busy0 = sum(w.cpu() for w in workers), self_cpu(), machine_busy()
+    started = datetime.now(UTC)
     run = store.trigger(name)
-    beat(store)
+    beat(store)  # the heartbeat's claim and dispatch count; waiting for the end does not
+    dispatch_cpu = self_cpu() - self0
     while (record := store.get_run(run.id)).ended_at is None:
-        time.sleep(0.05)
-    wall = time.perf_counter() - t0
-    cpu = sum(w.cpu() for w in workers) + self_cpu() - cpu0
+        time.sleep(0.1)
+    assert record.ended_at is not None
+    wall = (record.ended_at - started).total_seconds()  # the end as the store recorded it
+    cpu = sum(w.cpu() for w in workers) - workers_cpu0 + dispatch_cpu
     busy = machine_busy() - busy0
     if record.status != "succeeded":
         raise SystemExit(f"run {run.id} {record.status}: {record.error}")
