@@ -39,6 +39,16 @@ def engine(db_url: str) -> Iterator[sa.Engine]:
     eng.dispose()
 
 
+@pytest.fixture(params=["postgresql", "mariadb"])
+def server_engine(request: pytest.FixtureRequest, make_database: Any) -> Iterator[sa.Engine]:
+    """An engine on a fresh PostgreSQL or MariaDB database with the tables (for behaviour
+    SQLite does not have, such as enforced column lengths)."""
+    eng = sa.create_engine(make_database(request.param))
+    Base.metadata.create_all(eng)
+    yield eng
+    eng.dispose()
+
+
 @pytest.fixture
 def sqlite_engine(sqlite_url: str) -> Iterator[sa.Engine]:
     """An engine on a fresh SQLite database with the tables."""

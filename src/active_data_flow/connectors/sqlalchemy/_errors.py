@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
 
+from active_data_flow._sql import is_transient_db_error
 from active_data_flow.errors import (
     ConnectorError,
     ConnectorTimeout,
@@ -27,31 +28,6 @@ if TYPE_CHECKING:
 __all__ = ["Role", "describe", "is_transient_db_error", "translate"]
 
 Role = Literal["source", "sink"]
-
-# Driver error codes that mean "roll back and try again": deadlocks, serialisation
-# failures and lock wait timeouts.
-_PG_RETRY_CODES = {"40001", "40P01", "55P03"}
-_MYSQL_RETRY_CODES = {1205, 1213, 2006, 2013}
-
-
-def is_transient_db_error(exc: BaseException) -> bool:
-    """Whether retrying the transaction that raised ``exc`` may succeed."""
-    if isinstance(exc, sa.exc.TimeoutError):  # no free connection in the pool
-        return True
-    if not isinstance(exc, sa.exc.DBAPIError):
-        return False
-    if exc.connection_invalidated:
-        return True
-    orig = exc.orig
-    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
-    if code in _PG_RETRY_CODES:
-        return True
-    args = getattr(orig, "args", ())
-    if args and isinstance(args[0], int) and args[0] in _MYSQL_RETRY_CODES:
-        return True
-    text = str(orig).lower()
-    return "database is locked" in text or "database table is locked" in text
-
 
 def translate(
     exc: BaseException,

@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
+from active_data_flow._sql import is_transient_db_error
 from active_data_flow.errors import ConfigurationError
 from active_data_flow.runtimes.heartbeat.records import StoreNotMigrated, StoreUnavailable
 
@@ -40,10 +41,6 @@ DEFAULT_URL = "sqlite:///active_data_flow.db"
 
 # MySQL/MariaDB error numbers worth retrying: deadlock, lock wait timeout, server gone away,
 # lost connection, cannot connect, connection killed, server shutting down, query interrupted.
-_MYSQL_TRANSIENT = {1213, 1205, 2006, 2013, 2003, 2002, 1927, 1053, 1317, 4031}
-# PostgreSQL SQLSTATE classes: connection exception, transaction rollback (serialization,
-# deadlock), insufficient resources, operator intervention (admin shutdown, cannot connect now).
-_PG_TRANSIENT_CLASSES = {"08", "40", "53", "57"}
 
 
 def resolve_url(url: str | URL | None) -> URL:
@@ -84,30 +81,6 @@ def _server_key(url: URL) -> tuple[str, str, int | None, str | None]:
 def same_database(a: URL, b: URL) -> bool:
     """Whether two URLs point at the same database (same server and database, or same file)."""
     return _server_key(a) == _server_key(b)
-
-
-def is_transient_db_error(exc: BaseException) -> bool:
-    """Whether retrying the transaction that raised ``exc`` may succeed."""
-    if isinstance(exc, sa.exc.IntegrityError):
-        return False  # a constraint said no; it will say no again
-    if isinstance(exc, sa.exc.TimeoutError):  # pool exhausted for a while
-        return True
-    if not isinstance(exc, sa.exc.DBAPIError):
-        return False
-    if exc.connection_invalidated:
-        return True
-    orig = exc.orig
-    sqlstate = getattr(orig, "sqlstate", None)
-    if isinstance(sqlstate, str) and sqlstate:
-        return sqlstate[:2] in _PG_TRANSIENT_CLASSES or sqlstate == "55P03"
-    args = getattr(orig, "args", ())
-    if args and isinstance(args[0], int):
-        return args[0] in _MYSQL_TRANSIENT
-    if isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError)):
-        text = str(orig).lower()
-        return any(w in text for w in ("locked", "busy", "connection", "server closed",
-                                       "terminat", "timeout", "timed out"))
-    return False
 
 
 class Database:
