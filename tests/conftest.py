@@ -53,6 +53,16 @@ def need(service: str, hostport: str | None = None, *, available: bool | None = 
     pytest.skip(message)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``stress`` tests (long race reproducers) run only when asked for: ``-m stress``."""
+    if "stress" in (config.option.markexpr or ""):
+        return
+    selected = [item for item in items if not item.get_closest_marker("stress")]
+    if len(selected) != len(items):
+        config.hook.pytest_deselected(items=[i for i in items if i not in selected])
+        items[:] = selected
+
+
 # -- databases ------------------------------------------------------------------------
 def _server_url(kind: str, database: str) -> str:
     if kind == "postgresql":

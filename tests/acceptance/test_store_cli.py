@@ -36,17 +36,24 @@ FAILING_FLOW = textwrap.dedent("""
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """An empty project folder as the working directory, with no ADF_* settings."""
-    for variable in ("ADF_DATABASE_URL", "ADF_FLOWS", "ADF_CONFIG"):
-        monkeypatch.delenv(variable, raising=False)
+    saved = {v: os.environ.pop(v) for v in SETTINGS if v in os.environ}
     monkeypatch.chdir(tmp_path)
     catalog.clear()
     yield tmp_path
     catalog.clear()
+    # The CLI exports adf.toml's settings into this process's environment, as it would into
+    # its own process; put the environment back for the tests that follow.
+    for variable in SETTINGS:
+        os.environ.pop(variable, None)
+    os.environ.update(saved)
+
+
+SETTINGS = ("ADF_DATABASE_URL", "ADF_FLOWS", "ADF_CONFIG", "ADF_HEARTBEAT_TOKEN")
 
 
 def adf(*args: str) -> Result:
     # Each invocation reads adf.toml again, as a new process would.
-    for variable in ("ADF_DATABASE_URL", "ADF_FLOWS"):
+    for variable in SETTINGS:
         os.environ.pop(variable, None)
     return CliRunner().invoke(main, list(args), catch_exceptions=False)
 

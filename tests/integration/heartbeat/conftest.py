@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,17 +11,6 @@ import pytest
 from active_data_flow.connectors.memory import MemorySink
 from active_data_flow.runtimes.heartbeat import FlowStore, catalog
 from tests.integration.heartbeat import sqlkit
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The ``stress`` variants here run only when asked for (``-m stress``)."""
-    if "stress" in (config.option.markexpr or ""):
-        return
-    skip = pytest.mark.skip(reason="long stress variant: run with -m stress")
-    here = str(Path(__file__).parent)
-    for item in items:
-        if item.get_closest_marker("stress") and str(item.path).startswith(here):
-            item.add_marker(skip)
 
 
 class Clock:

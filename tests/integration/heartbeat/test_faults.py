@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from active_data_flow.registry import register_connector
 from active_data_flow.runtimes.heartbeat import FlowStore, beat
 from active_data_flow.runtimes.heartbeat.store import is_transient_db_error
-from tests.conftest import reachable
+from tests.conftest import need, reachable
 from tests.integration.heartbeat import sqlkit
 
 ROWS = 100
@@ -175,8 +175,7 @@ def pg_ctl(action: str, *extra: str) -> None:
 def test_postgresql_restarted_mid_run_the_run_completes_and_the_next_beat_works(
     make_database: Any, pausing: type[PausingSink]
 ) -> None:
-    if pg_cluster() is None:
-        pytest.skip("pg_ctlcluster is not available to restart PostgreSQL")
+    need("pg_ctlcluster (to restart PostgreSQL)", available=pg_cluster() is not None)
     url = make_database("postgresql")
     store = FlowStore(url, auto_upgrade=True)
     copy_flow(store, url, attempts=5)

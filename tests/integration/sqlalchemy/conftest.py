@@ -22,6 +22,7 @@ from tests.integration.sqlalchemy.models import EVENTS, Base
 @pytest.fixture(autouse=True)
 def clean_registries() -> Iterator[None]:
     """Each test starts with no registered database or model, and cleans up its pools."""
+    dispose_engines()  # engines other test folders left behind
     yield
     for name in registered_databases():
         unregister_database(name)
