@@ -25,7 +25,7 @@ from typing import Any, cast
 from active_data_flow.errors import ConfigurationError, FlowRunError, RunClaimLost, is_transient
 from active_data_flow.flow import DataFlow, RunResult
 from active_data_flow.registry import untrusted_specs
-from active_data_flow.runtime import Checkpoint, Runtime
+from active_data_flow.runtime import Runtime
 from active_data_flow.runtimes.celery.runtime import Celery
 from active_data_flow.runtimes.heartbeat._faults import crash_point
 from active_data_flow.runtimes.heartbeat.models import RunStatus
@@ -41,7 +41,7 @@ from active_data_flow.runtimes.heartbeat.records import (
     StoreError,
 )
 from active_data_flow.runtimes.heartbeat.registration import build_flow
-from active_data_flow.runtimes.heartbeat.runtime import RunContext, running
+from active_data_flow.runtimes.heartbeat.runtime import RunContext, StoreCheckpoint, running
 from active_data_flow.runtimes.heartbeat.store import FlowStore
 
 __all__ = [
@@ -148,24 +148,16 @@ def partition_flow(flow: DataFlow, source: dict[str, Any]) -> DataFlow:
     return cast("DataFlow", part_cls())
 
 
-class PartitionCheckpoint(Checkpoint):
+class PartitionCheckpoint(StoreCheckpoint):
     """Saves a held part's cursor after each durable batch, in the sink's own transaction
     when the sink writes to the store's database (then batch and cursor commit together)."""
 
     def __init__(self, store: FlowStore, claim: ClaimedPartition) -> None:
         self.store = store
-        self.claim = claim
+        self.part = claim
 
-    def __call__(self, cursor: Any) -> None:
-        crash_point("after_sink_commit")
-        self.store.checkpoint_partition(self.claim, cursor)
-
-    def within(self, handle: Any, cursor: Any) -> bool:
-        if not self.store.shares_database_with(handle):
-            return False
-        crash_point("mid_batch")
-        self.store.checkpoint_partition(self.claim, cursor, conn=handle)
-        return True
+    def save(self, cursor: Any, conn: Any = None) -> None:
+        self.store.checkpoint_partition(self.part, cursor, conn=conn)
 
 
 class PartitionLease:

@@ -183,15 +183,20 @@ class StoreCheckpoint(Checkpoint):
         self.store = store
         self.claim = claim
 
+    def save(self, cursor: Any, conn: Any = None) -> None:
+        """The fenced cursor write (through ``conn`` when given); subclasses change what
+        is checkpointed (a partition instead of a run)."""
+        self.store.checkpoint(self.claim, cursor, conn=conn)
+
     def __call__(self, cursor: Any) -> None:
         crash_point("after_sink_commit")
-        self.store.checkpoint(self.claim, cursor)
+        self.save(cursor)
 
     def within(self, handle: Any, cursor: Any) -> bool:
         if not self.store.shares_database_with(handle):
             return False
         crash_point("mid_batch")  # the batch is written, not committed
-        self.store.checkpoint(self.claim, cursor, conn=handle)
+        self.save(cursor, conn=handle)
         return True
 
 
