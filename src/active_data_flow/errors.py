@@ -44,6 +44,7 @@ __all__ = [
     "SchemaError",
     "SinkError",
     "SourceError",
+    "caused_by",
     "is_transient",
 ]
 
@@ -185,5 +186,16 @@ def is_transient(exc: BaseException | None) -> bool:
                 return True
         elif isinstance(exc, _TRANSIENT_BUILTINS):
             return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def caused_by(exc: BaseException | None, kind: type[BaseException]) -> bool:
+    """Whether ``exc``, or an exception it was raised from or during, is a ``kind``."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, kind):
+            return True
+        seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__
     return False

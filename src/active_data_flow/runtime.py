@@ -23,7 +23,7 @@ from active_data_flow.errors import ConfigurationError, FlowRunError, RecordReje
 from active_data_flow.flow import DataFlow, RunResult
 from active_data_flow.message import Message, Untyped, as_record
 
-__all__ = ["Checkpoint", "Runner", "Runtime", "RuntimeConfig"]
+__all__ = ["Checkpoint", "Runner", "Runtime", "RuntimeConfig", "call_hook"]
 
 log = logging.getLogger(__name__)
 
@@ -194,11 +194,11 @@ class Runner:
             )
             error.__cause__ = exc
             if hooks:
-                _call_hook(flow.after_failure, error)
+                call_hook(flow.after_failure, error)
             raise error from exc
         result = tally.result(flow.name, interrupted)
         if hooks:
-            _call_hook(flow.after_success, result)
+            call_hook(flow.after_success, result)
         return result
 
     def _loop(
@@ -420,7 +420,8 @@ def _close_all(source: Source, sinks: list[Sink], ok: bool) -> None:
         log.exception("closing source %r", source)
 
 
-def _call_hook(hook: Callable[[Any], None], arg: Any) -> None:
+def call_hook(hook: Callable[[Any], None], arg: Any) -> None:
+    """Call a flow hook (``after_success``/``after_failure``); its errors are logged only."""
     try:
         hook(arg)
     except Exception:

@@ -283,3 +283,19 @@ def test_a_slow_batch_ends_after_batch_seconds() -> None:
     checkpoints.clear()
     unbounded.run(checkpoint=checkpoints.append)
     assert checkpoints == [1999]
+
+
+def test_caused_by_walks_causes_and_contexts() -> None:
+    from active_data_flow.errors import RunClaimLost, caused_by
+
+    def fail() -> None:
+        try:
+            raise RunClaimLost("taken over")
+        except RunClaimLost as inner:
+            raise FlowRunError("run failed") from inner
+
+    with pytest.raises(FlowRunError) as outer:
+        fail()
+    assert caused_by(outer.value, RunClaimLost)
+    assert not caused_by(outer.value, KeyError)
+    assert not caused_by(None, KeyError)

@@ -22,10 +22,16 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, cast
 
-from active_data_flow.errors import ConfigurationError, FlowRunError, RunClaimLost, is_transient
+from active_data_flow.errors import (
+    ConfigurationError,
+    FlowRunError,
+    RunClaimLost,
+    caused_by,
+    is_transient,
+)
 from active_data_flow.flow import DataFlow, RunResult
 from active_data_flow.registry import untrusted_specs
-from active_data_flow.runtime import Runtime
+from active_data_flow.runtime import Runtime, call_hook
 from active_data_flow.runtimes.celery.runtime import Celery
 from active_data_flow.runtimes.heartbeat._faults import crash_point
 from active_data_flow.runtimes.heartbeat.models import RunStatus
@@ -285,7 +291,7 @@ def _failed(
     lease: PartitionLease, flow: DataFlow, error: FlowRunError, started: float,
 ) -> Next | None:
     counts = claim.counts + RunCounts.of(error.result or RunResult(flow.name))
-    if lease.lost.is_set() or _caused_by(error, RunClaimLost):
+    if lease.lost.is_set() or caused_by(error, RunClaimLost):
         return None
     cause = error.__cause__ or error
     if error.transient and claim.attempt < runtime.config.max_attempts:
@@ -323,28 +329,10 @@ def _after_run(
                 store.trigger(name, reason="chain")
             except FlowNotFound:
                 log.error("flow %s triggers %r, which is not in the store", flow.name, name)
-        _hook(flow.after_success, result)
+        call_hook(flow.after_success, result)
     else:
-        _hook(flow.after_failure, error or FlowRunError(run.error, flow=flow.name,
+        call_hook(flow.after_failure, error or FlowRunError(run.error, flow=flow.name,
                                                          result=result))
-
-
-def _hook(hook: Any, arg: Any) -> None:
-    try:
-        hook(arg)
-    except Exception:
-        log.exception("flow hook %s raised; ignored", getattr(hook, "__qualname__", hook))
-
-
-def _caused_by(error: BaseException, kind: type[BaseException]) -> bool:
-    seen: set[int] = set()
-    exc: BaseException | None = error
-    while exc is not None and id(exc) not in seen:
-        if isinstance(exc, kind):
-            return True
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
-    return False
 
 
 def _type_name(exc: BaseException) -> str:

@@ -22,10 +22,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
 
-from active_data_flow.errors import FlowRunError, RunClaimLost
+from active_data_flow.errors import FlowRunError, RunClaimLost, caused_by
 from active_data_flow.flow import DataFlow, RunResult
 from active_data_flow.registry import register_runtime
-from active_data_flow.runtime import Checkpoint, Runner, Runtime, RuntimeConfig
+from active_data_flow.runtime import Checkpoint, Runner, Runtime, RuntimeConfig, call_hook
 from active_data_flow.runtimes.heartbeat._faults import crash_point
 from active_data_flow.runtimes.heartbeat.models import RunStatus
 from active_data_flow.runtimes.heartbeat.records import (
@@ -264,7 +264,7 @@ class HeartbeatRunner(Runner):
                                       hooks=False)
             except FlowRunError as error:
                 counts = base + RunCounts.of(error.result or RunResult(flow.name))
-                if _lost(error) or held.lost.is_set():
+                if caused_by(error, RunClaimLost) or held.lost.is_set():
                     _log_lost(claim)
                     return None
                 if error.transient and attempt < self._max_attempts() and not halt.is_set():
@@ -282,7 +282,7 @@ class HeartbeatRunner(Runner):
                     claim, RunStatus.FAILED, counts, duration_s=time.monotonic() - started,
                     error=str(error), error_type=_cause_type(error),
                     traceback=_traceback(error))
-                _hook(flow.after_failure, error)
+                call_hook(flow.after_failure, error)
                 return record
             counts = base + RunCounts.of(result)
             if result.interrupted:
@@ -293,7 +293,7 @@ class HeartbeatRunner(Runner):
             record = store.finish(claim, RunStatus.SUCCEEDED, counts,
                                   duration_s=time.monotonic() - started)
             self._chain(store, flow)
-            _hook(flow.after_success, result)
+            call_hook(flow.after_success, result)
             return record
 
     def _max_attempts(self) -> int:
@@ -323,17 +323,6 @@ class HeartbeatRunner(Runner):
                           extra={"action": "chain_missing", "flow": flow.name})
 
 
-def _lost(error: BaseException) -> bool:
-    seen: set[int] = set()
-    exc: BaseException | None = error
-    while exc is not None and id(exc) not in seen:
-        if isinstance(exc, RunClaimLost):
-            return True
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
-    return False
-
-
 def _log_lost(claim: ClaimedRun) -> None:
     log.warning("run %s of %s: claim lost to another worker; stopped without writing",
                 claim.run_id, claim.flow.name, extra={"action": "run_lost"})
@@ -350,8 +339,3 @@ def _traceback(error: FlowRunError) -> str:
     return "".join(traceback.format_exception(cause))
 
 
-def _hook(hook: Any, arg: Any) -> None:
-    try:
-        hook(arg)
-    except Exception:
-        log.exception("flow hook %s raised; ignored", getattr(hook, "__qualname__", hook))
