@@ -16,14 +16,16 @@ and run it inline, on a heartbeat, or on Celery::
 
     print(ExportUsers().run())
 
-Integrations live in their own subpackages so that their extras stay optional:
+Every flow compiles to a :class:`FlowSpec` (``ExportUsers.flow_spec()``), the one
+description of a flow that the flow store saves and the web API takes. Integrations live in
+their own subpackages so that their extras stay optional:
 ``active_data_flow.connectors.sqlalchemy``, ``active_data_flow.runtimes.heartbeat``,
 ``active_data_flow.web`` and ``active_data_flow.runtimes.celery``.
 """
 
 from __future__ import annotations
 
-from active_data_flow.connector import Batch, Sink, Source
+from active_data_flow.connector import Sink, Source
 from active_data_flow.errors import (
     ActiveDataFlowError,
     ConfigurationError,
@@ -31,20 +33,22 @@ from active_data_flow.errors import (
     FlowRunError,
     SchemaError,
 )
-from active_data_flow.flow import DataFlow, RunResult
+from active_data_flow.flow import ComponentSpec, DataFlow, FlowSpec
 from active_data_flow.message import Message, Typed, Untyped
 from active_data_flow.registry import register_connector, register_runtime
-from active_data_flow.runtime import Runner, Runtime
+from active_data_flow.runner import Runner, RunResult
+from active_data_flow.runtime import Runtime
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ActiveDataFlowError",
-    "Batch",
+    "ComponentSpec",
     "ConfigurationError",
     "ConnectorError",
     "DataFlow",
     "FlowRunError",
+    "FlowSpec",
     "Message",
     "RunResult",
     "Runner",

@@ -20,20 +20,21 @@ registry, so flows stored in a database or received over HTTP name connectors by
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from itertools import islice
 from types import TracebackType
 from typing import Any, ClassVar, Literal, Self
 
 import pydantic
 from pydantic import BaseModel, ConfigDict
+from pydantic_core import PydanticCustomError
 
 from active_data_flow.errors import ConfigurationError, RecordRejected
 from active_data_flow.message import Message
+from active_data_flow.registry import connector_class
 
 __all__ = [
-    "Batch",
     "Connector",
     "ConnectorConfig",
     "Partition",
@@ -43,6 +44,7 @@ __all__ = [
     "SourceConfig",
     "check_parts",
     "config_error",
+    "option_error",
 ]
 
 
@@ -58,16 +60,6 @@ class SourceConfig(ConnectorConfig):
 
 class SinkConfig(ConnectorConfig):
     """Options every sink accepts."""
-
-
-class Batch(list[Message]):
-    """Messages read together; ``position`` is where the batch ends (resume after it)."""
-
-    __slots__ = ("position",)
-
-    def __init__(self, messages: Iterable[Message] = (), position: Any = None) -> None:
-        super().__init__(messages)
-        self.position = position
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,8 +139,6 @@ class Connector(Configurable):
         Raises:
             ConfigurationError: the spec is malformed, its type unknown, or an option bad.
         """
-        from active_data_flow.registry import connector_class
-
         type_name, config = _split_spec(spec, cls.role)
         klass = connector_class(type_name, cls.role)
         if not issubclass(klass, cls):
@@ -188,14 +178,23 @@ class Connector(Configurable):
 class Source(Connector):
     """Base class of sources: something that yields messages.
 
-    Subclasses declare ``Config`` and implement :meth:`each`. A source that can resume sets
-    ``message.position`` on what it yields and accepts that position back as ``cursor``. A
-    source that can cut itself into independent parts (for parallel, partitioned runs)
-    implements :meth:`split`.
+    Subclasses declare ``Config`` and implement :meth:`each`. A source that can resume
+    defines ``each(self, cursor=None)``, sets ``message.position`` on what it yields and
+    accepts that position back as ``cursor``; a source whose ``each(self)`` takes no cursor
+    is read from the start on every run (not resumable). A source that can cut itself into
+    independent parts (for parallel, partitioned runs) implements :meth:`split`.
     """
 
     role = "source"
     Config: ClassVar[type[ConnectorConfig]] = SourceConfig
+
+    #: Whether :meth:`each` takes a cursor (decided from its signature, per class).
+    resumable: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "each" in cls.__dict__:
+            cls.resumable = _takes_cursor(cls.__dict__["each"])
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
@@ -205,15 +204,26 @@ class Source(Connector):
         """Yield the source's messages, starting strictly after ``cursor`` when given."""
         raise NotImplementedError(f"{type(self).__qualname__} must implement each()")
 
-    def __iter__(self) -> Iterator[Message]:
-        return self.each()
+    def read(self, cursor: Any = None) -> Iterator[Message]:
+        """The messages after ``cursor``: what runners call, for resumable sources and for
+        those whose ``each()`` takes no cursor alike.
 
-    def batches(self, size: int, cursor: Any = None) -> Iterator[Batch]:
-        """Yield lists of up to ``size`` messages; ``batch.position`` is where each ends."""
-        it = self.each(cursor)
-        while chunk := Batch(islice(it, size)):
-            chunk.position = chunk[-1].position
-            yield chunk
+        Raises:
+            ConfigurationError: a cursor was given to a source that cannot resume.
+        """
+        if self.resumable:
+            return iter(self.each(cursor))
+        if cursor is not None:
+            raise ConfigurationError(
+                f"{self._label()} cannot resume from cursor {cursor!r}: its each() takes no "
+                "cursor, so it is read from the start on every run (reset the flow's cursor, "
+                "or give each() a `cursor=None` parameter and honour it)",
+                option="cursor",
+            )
+        return iter(self.each())  # type: ignore[call-arg]
+
+    def __iter__(self) -> Iterator[Message]:
+        return self.read()
 
     def count(self) -> int | None:
         """How many messages a full read yields, when known cheaply (for progress bars)."""
@@ -233,6 +243,16 @@ class Source(Connector):
         """
         check_parts(parts)
         return [Partition(self.clone(), cursor)]
+
+
+def _takes_cursor(each: Any) -> bool:
+    """Whether an ``each`` method accepts a cursor besides ``self``."""
+    try:
+        parameters = list(inspect.signature(each).parameters.values())[1:]
+    except (TypeError, ValueError):
+        return True
+    return any(p.kind in (p.POSITIONAL_OR_KEYWORD, p.POSITIONAL_ONLY, p.VAR_POSITIONAL)
+               for p in parameters)
 
 
 class Sink(Connector):
@@ -338,8 +358,10 @@ def config_error(
     errors = exc.errors(include_url=False)
     parts: list[str] = []
     for err in errors:
-        option = ".".join(str(p) for p in err["loc"]) or "?"
-        if err["type"] == "extra_forbidden":
+        option = _option_of(err)
+        if err["type"] == "option_error":  # raised by a model validator, naming its option
+            parts.append(str(err["msg"]))
+        elif err["type"] == "extra_forbidden":
             known = ", ".join(model.model_fields) if model is not None else ""
             parts.append(f"unknown option {option!r}" + (f" (options: {known})" if known else ""))
         elif err["type"] == "missing":
@@ -350,5 +372,18 @@ def config_error(
             parts.append(f"option {option!r}: {err['msg']} (got {err.get('input')!r:.80})")
     # A misspelt option usually also shows up as a missing one: name the misspelling.
     ordered = sorted(errors, key=lambda e: e["type"] != "extra_forbidden")
-    first = ".".join(str(p) for p in ordered[0]["loc"]) if ordered else None
+    first = _option_of(ordered[0]) if ordered else None
     return ConfigurationError(f"{owner}: " + "; ".join(parts), option=first)
+
+
+def option_error(option: str, message: str) -> PydanticCustomError:
+    """An error for a pydantic validator to raise that names the option at fault (a
+    cross-field check has no location of its own); :func:`config_error` reports it."""
+    return PydanticCustomError("option_error", message, {"option": option})
+
+
+def _option_of(err: Any) -> str:
+    option = (err.get("ctx") or {}).get("option")
+    if isinstance(option, str):
+        return option
+    return ".".join(str(p) for p in err["loc"]) or "?"

@@ -16,7 +16,8 @@ Every error raised on purpose by the library derives from :class:`ActiveDataFlow
     │   └── ConnectorTimeout                   transient: connection refused/reset/timed out
     └── FlowError
         ├── FlowRunError                       a run failed; carries the partial RunResult
-        └── RunClaimLost                       a run's lease was taken over (fencing)
+        ├── RunClaimLost                       a run's lease was taken over (fencing)
+        └── WorkerLost                         a run's worker stopped renewing its lease
 
 Driver errors are translated at the connector edge and chained (``raise ... from exc``), so
 the original exception is always available as ``__cause__``.
@@ -27,7 +28,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from active_data_flow.flow import RunResult
+    from active_data_flow.runner import RunResult
 
 __all__ = [
     "ActiveDataFlowError",
@@ -44,7 +45,9 @@ __all__ = [
     "SchemaError",
     "SinkError",
     "SourceError",
+    "WorkerLost",
     "caused_by",
+    "error_type",
     "is_transient",
 ]
 
@@ -161,6 +164,18 @@ class RunClaimLost(FlowError):
     Raised instead of writing a status or cursor, so that a fenced-off worker cannot
     overwrite the newer holder's progress.
     """
+
+
+class WorkerLost(FlowError):
+    """The worker executing a run stopped renewing its lease (it died, hung or lost its
+    database); the run was reclaimed and the flow resumes from its last checkpoint."""
+
+
+def error_type(exc: BaseException) -> str:
+    """How run records and dead letters name an error's type: ``module.QualName``
+    (at most 200 characters, the end kept)."""
+    kind = type(exc)
+    return f"{kind.__module__}.{kind.__qualname__}"[-200:]
 
 
 # Exception types from the standard library that mean "try again later".

@@ -1,81 +1,358 @@
-"""DataFlow: the declaration of a read-transform-write pipeline, and its RunResult.
+"""FlowSpec, the one description of a flow, and DataFlow, the class syntax that compiles to it.
 
-A DataFlow is a description; a :class:`~active_data_flow.runtime.Runner` interprets it. The
-connectors set on the class are templates: every run builds fresh instances from their
-options, so one flow class can run many times, in many processes, from a stored spec.
+A :class:`FlowSpec` says everything a runtime needs to run a flow except its Python code:
+the source, the sinks, the runtime, the error policy, the schedule (inside the runtime), the
+flows to trigger next. It is frozen, JSON-safe and validated; the flow store saves it, the web
+API takes and returns it, and a partition of a run is ``spec.replace(source=part)``.
+
+A :class:`DataFlow` subclass declares the same fields as class attributes and adds the code:
+``transform`` and the hooks. ``MyFlow.flow_spec()`` compiles the class to its spec;
+``MyFlow()`` is the flow with that spec, and ``MyFlow(spec)`` the same code over another spec
+(a stored flow borrowing the transform, or one partition of a run).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar
 
-from active_data_flow.connector import Sink, Source
+import pydantic
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
+
+from active_data_flow.connector import Configurable, Sink, Source, config_error, option_error
 from active_data_flow.errors import ConfigurationError, FlowRunError
 from active_data_flow.message import Message
+from active_data_flow.runner import Runner, RunResult
+from active_data_flow.runtime import Runtime
 
-if TYPE_CHECKING:
-    from active_data_flow.runtime import Runtime
-
-__all__ = ["FLOW_NAME_PATTERN", "DataFlow", "OnError", "RunResult", "TransformResult",
-           "snake_case"]
+__all__ = [
+    "FLOW_NAME_PATTERN",
+    "ComponentSpec",
+    "DataFlow",
+    "FlowName",
+    "FlowSpec",
+    "OnError",
+    "TransformResult",
+    "snake_case",
+]
 
 #: Flow names: letters, digits, ``_``, ``.`` and ``-``, starting with a letter, digit or ``_``
 #: (so never ``.`` or ``..``: names appear in URLs and file names).
 FLOW_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,199}$"
 
+FlowName = Annotated[str, Field(pattern=FLOW_NAME_PATTERN, description="A flow's unique name.")]
 OnError = Literal["fail", "skip", "dead_letter"]
-ON_ERROR_POLICIES: tuple[str, ...] = ("fail", "skip", "dead_letter")
 
 #: What ``transform`` may return: a record to write, ``None`` to drop, or several records.
 TransformResult = Message | Mapping[str, Any] | Iterable[Message | Mapping[str, Any]] | None
 
-ConnectorSpec = Mapping[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class RunResult:
-    """What one run of a flow did.
-
-    Attributes:
-        flow: the flow's name.
-        read: messages read from the source.
-        written: records handed to the sinks and flushed (counted once, however many sinks).
-        skipped: messages the transform dropped by returning ``None``.
-        failed: messages whose transform raised and were skipped or dead-lettered.
-        duration_s: wall time of the run, in seconds.
-        cursor: the last checkpointed position; pass it as ``run(cursor=...)`` to resume.
-        batches: batches committed.
-        interrupted: the run stopped early on request (graceful shutdown); resume it later.
-    """
-
-    flow: str
-    read: int = 0
-    written: int = 0
-    skipped: int = 0
-    failed: int = 0
-    duration_s: float = 0.0
-    cursor: Any = None
-    batches: int = 0
-    interrupted: bool = False
-
-    @property
-    def rate(self) -> float:
-        """Messages read per second."""
-        return self.read / self.duration_s if self.duration_s > 0 else 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        """The result as a JSON-safe dict (the cursor is JSON-safe by contract)."""
-        return asdict(self)
+_C = TypeVar("_C", Source, Sink)
 
 
 def snake_case(name: str) -> str:
     """``CopyUsersFlow`` -> ``copy_users_flow``; ``HTTPExport`` -> ``http_export``."""
     name = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", name)
     return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()
+
+
+class ComponentSpec(BaseModel):
+    """A connector or runtime: its registered type name and its options.
+
+    Built from a live connector (a DataFlow's class attribute), it keeps that instance as a
+    template: runs clone it rather than rebuilding it from options, and its JSON form is
+    rendered only when asked for (:meth:`to_dict`), so a memory source over a million records
+    costs nothing to describe. Options with no JSON form (an unregistered Engine) still work
+    in this process; such a spec cannot be stored, and :meth:`to_dict` says why.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: str = Field(min_length=1, max_length=100, examples=["jsonl"],
+                      description="Registered type name (see GET /api/connectors).")
+    config: dict[str, Any] = Field(default_factory=dict, examples=[{"path": "in.jsonl"}],
+                                   description="The type's options.")
+
+    _template: Configurable | None = PrivateAttr(default=None)
+    _rendered: dict[str, Any] | None = PrivateAttr(default=None)
+
+    @field_validator("config", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+    @classmethod
+    def of(cls, value: Any, what: str) -> ComponentSpec:
+        """The spec of a connector or runtime instance, or of a ``{"type", "config"}`` dict.
+
+        Raises:
+            ConfigurationError: ``value`` is neither (``option`` is ``what``).
+        """
+        if isinstance(value, ComponentSpec):
+            return value
+        if isinstance(value, Configurable):
+            spec = cls(type=value.type_name or type(value).__qualname__)
+            spec._template = value
+            return spec
+        if isinstance(value, Mapping):
+            try:
+                return cls.model_validate(dict(value))
+            except pydantic.ValidationError as exc:
+                raise config_error(exc, f"`{what}` spec", cls) from None
+        raise ConfigurationError(
+            f"`{what}` must be a connector (or runtime) or a spec dict like "
+            f"{{'type': ..., 'config': {{...}}}}, got {type(value).__name__}",
+            option=what,
+        )
+
+    @property
+    def template(self) -> Configurable | None:
+        """The live instance this spec was made from, if any."""
+        return self._template
+
+    def build(self, base: type[_C]) -> _C:
+        """A fresh connector for one run (a clone of the template, or built by type name)."""
+        template = self._template
+        if isinstance(template, base):
+            return template.clone()
+        return base.from_dict(self.to_dict())
+
+    def build_runtime(self) -> Runtime:
+        """The runtime this spec describes (runtimes are immutable: a template is shared)."""
+        if isinstance(self._template, Runtime):
+            return self._template
+        return Runtime.from_dict(self.to_dict())
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"type": ..., "config": {...}}``, JSON-safe.
+
+        Raises:
+            ConfigurationError: the component has options with no JSON form.
+        """
+        if self._template is None:
+            return {"type": self.type, "config": dict(self.config)}
+        if self._rendered is None:
+            self._rendered = self._template.to_dict()
+        return {"type": self._rendered["type"], "config": dict(self._rendered["config"])}
+
+    @model_serializer(mode="wrap")
+    def _serialize(self, handler: pydantic.SerializerFunctionWrapHandler) -> Any:
+        return handler(self) if self._template is None else self.to_dict()
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ComponentSpec):
+            return NotImplemented
+        if self._template is not None and self._template is other._template:
+            return True
+        try:
+            return self.to_dict() == other.to_dict()
+        except ConfigurationError:
+            return False
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr_args__(self) -> Any:
+        if self._template is None:
+            return super().__repr_args__()
+        return [("type", self.type), ("template", self._template)]
+
+
+_COMPONENT_FIELDS = ("source", "sink", "sinks", "runtime", "dead_letter_sink")
+
+
+class FlowSpec(BaseModel):
+    """Everything about a flow but its code: the one shape every layer shares.
+
+    ``sink`` (one) or ``sinks`` (several); ``runtime`` defaults to the inline runtime (a
+    stored flow with an ``interval`` in its runtime's options runs on heartbeats; without,
+    only when triggered). ``transform`` names a code-defined flow whose ``transform`` and
+    hooks a flow created from JSON uses (default: messages pass through unchanged).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", json_schema_extra={"examples": [{
+        "name": "copy_users",
+        "source": {"type": "jsonl", "config": {"path": "users.jsonl"}},
+        "sink": {"type": "csv", "config": {"path": "users.csv"}},
+        "runtime": {"type": "heartbeat", "config": {"interval": 300}},
+    }]})
+
+    name: FlowName
+    source: ComponentSpec = Field(description="Where messages come from.")
+    sink: ComponentSpec | None = Field(
+        default=None, exclude=True,
+        description="Shorthand for `sinks` with one sink (accepted on input only).")
+    sinks: tuple[ComponentSpec, ...] = Field(
+        min_length=1, max_length=20, description="Where records go, in order.")
+    runtime: ComponentSpec = Field(
+        default_factory=lambda: ComponentSpec(type="inline"),
+        description="Where and when the flow runs; `config.interval` (seconds or a cron "
+                    "expression) schedules it, `config.batch_size` sets its batches.")
+    on_error: OnError = Field(
+        default="fail", description="What a transform error does: fail the run, skip the "
+                                    "message, or send it to `dead_letter_sink`.")
+    dead_letter_sink: ComponentSpec | None = Field(
+        default=None, description="Where messages that failed go (with on_error=dead_letter).")
+    batch_size: int | None = Field(
+        default=None, ge=1, le=1_000_000,
+        description="Messages per batch and checkpoint (default: the runtime's).")
+    triggers: tuple[FlowName, ...] = Field(
+        default=(), max_length=50, description="Flows to trigger when a run succeeds.")
+    transform: FlowName | None = Field(
+        default=None, description="A code-defined flow whose transform this flow uses.")
+
+    # -- validation ----------------------------------------------------------------------
+    @model_validator(mode="before")
+    @classmethod
+    def _one_sink_or_several(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        data = dict(data)
+        sink, sinks = data.pop("sink", None), data.get("sinks")
+        if sink is not None and sinks is not None:
+            raise option_error("sinks", "sets both `sink` and `sinks`; set one")
+        if sink is not None:
+            data["sinks"] = [sink]
+        elif sinks is None:
+            raise option_error("sink", "has no sink: set `sink` or `sinks`")
+        elif isinstance(sinks, (str, bytes, Mapping)) or not isinstance(sinks, Sequence):
+            raise option_error("sinks", "`sinks` must be a list of sinks")
+        return data
+
+    @field_validator(*_COMPONENT_FIELDS, mode="before")
+    @classmethod
+    def _components(cls, value: Any, info: pydantic.ValidationInfo) -> Any:
+        if isinstance(value, Configurable):
+            return ComponentSpec.of(value, str(info.field_name))
+        if isinstance(value, (list, tuple)):
+            return [ComponentSpec.of(v, str(info.field_name)) if isinstance(v, Configurable)
+                    else _component_or_mapping(v, str(info.field_name)) for v in value]
+        return _component_or_mapping(value, str(info.field_name))
+
+    @model_validator(mode="after")
+    def _dead_letters_need_a_sink(self) -> Self:
+        if self.on_error == "dead_letter" and self.dead_letter_sink is None:
+            raise option_error("dead_letter_sink",
+                               "has on_error='dead_letter' but no `dead_letter_sink`")
+        return self
+
+    @classmethod
+    def parse(cls, data: Mapping[str, Any] | FlowSpec) -> FlowSpec:
+        """Validate a spec's structure (names, types of fields, one sink or several).
+
+        Raises:
+            ConfigurationError: naming the field at fault.
+        """
+        if isinstance(data, FlowSpec):
+            return data
+        if not isinstance(data, Mapping):
+            raise ConfigurationError(
+                f"a flow spec must be a mapping (a JSON object), got {type(data).__name__}",
+                option="spec")
+        name = data.get("name")
+        try:
+            return cls.model_validate(dict(data))
+        except pydantic.ValidationError as exc:
+            raise config_error(exc, f"flow {name!r}" if isinstance(name, str) else "flow spec",
+                               cls) from None
+
+    def check(self) -> FlowSpec:
+        """Build every component given as a spec dict once, so that an unknown type or a bad
+        option fails here, not in a run; return the spec with its runtime as the runtime
+        renders itself. Components made from live instances were validated when built.
+
+        Inside :func:`~active_data_flow.registry.untrusted_specs` (specs from the store or
+        the web), components may only name what the application registered.
+
+        Raises:
+            ConfigurationError: naming the option at fault.
+        """
+        try:
+            if self.source.template is None:
+                self.build_source().close()
+            for spec in [*self.sinks, self.dead_letter_sink]:
+                if spec is not None and spec.template is None:
+                    sink = spec.build(Sink)
+                    sink.discard()
+                    sink.close()
+            runtime = self.build_runtime()
+        except ConfigurationError as exc:
+            message = str(exc)
+            prefix = f"flow {self.name!r}"
+            raise ConfigurationError(
+                message if message.startswith(prefix) else f"{prefix}: {message}",
+                option=exc.option) from exc
+        if self.runtime.template is not None:
+            return self
+        return self.replace(runtime=ComponentSpec.model_validate(runtime.to_dict()))
+
+    # -- building (once per run) ---------------------------------------------------------
+    def build_source(self) -> Source:
+        """A fresh source for one run."""
+        return self.source.build(Source)
+
+    def build_sinks(self) -> list[Sink]:
+        """Fresh sinks for one run, in declaration order."""
+        return [spec.build(Sink) for spec in self.sinks]
+
+    def build_dead_letter_sink(self) -> Sink | None:
+        """A fresh dead-letter sink, or ``None`` when the flow has none."""
+        return None if self.dead_letter_sink is None else self.dead_letter_sink.build(Sink)
+
+    def build_runtime(self) -> Runtime:
+        """The flow's runtime."""
+        return self.runtime.build_runtime()
+
+    # -- values --------------------------------------------------------------------------
+    def replace(self, **changes: Any) -> FlowSpec:
+        """A copy with ``changes`` (``spec.replace(source=part)`` is one partition's spec).
+
+        Raises:
+            ConfigurationError: a change does not validate.
+        """
+        current = {name: getattr(self, name) for name in type(self).model_fields}
+        current.pop("sink")
+        if "sink" in changes:
+            current.pop("sinks")
+        return type(self).parse({**current, **changes})
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec as JSON-safe data (what the store saves and the API returns).
+
+        Raises:
+            ConfigurationError: a component has options with no JSON form.
+        """
+        return self.model_dump(mode="json")
+
+    def components(self) -> list[ComponentSpec]:
+        """Source, sinks, dead-letter sink and runtime."""
+        found = [self.source, *self.sinks, self.runtime]
+        if self.dead_letter_sink is not None:
+            found.append(self.dead_letter_sink)
+        return found
+
+    def digest(self) -> str:
+        """A hash of the stored form: equal digests, equal specs."""
+        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _component_or_mapping(value: Any, field: str) -> Any:
+    if value is None or isinstance(value, (ComponentSpec, Mapping)):
+        return value
+    raise ValueError(
+        f"must be a connector (or runtime) or a spec dict like {{'type': ..., 'config': "
+        f"{{...}}}}, got {type(value).__name__}")
 
 
 class DataFlow:
@@ -95,36 +372,65 @@ class DataFlow:
 
         result = ExportUsers().run()
 
-    Attributes:
-        source: a :class:`Source` (or its spec dict).
-        sink: one :class:`Sink` (or spec); or ``sinks``, a list of them. Not both.
-        runtime: where and when the flow runs (default: inline, now).
-        name: the flow's name (default: the class name in snake_case).
-        on_error: what a transform error does: ``"fail"`` the run (default), ``"skip"`` the
-            message (counted and logged), or ``"dead_letter"`` (written to
-            ``dead_letter_sink`` with the error).
-        dead_letter_sink: where dead letters go (required with ``on_error="dead_letter"``).
-        batch_size: messages per batch and checkpoint (default: the runtime's).
-        triggers: names of flows to trigger when a run succeeds (used by stored runtimes).
+    The class attributes are the fields of :class:`FlowSpec` (any field of it can be set
+    here, under the same name): ``source``, ``sink`` or ``sinks``, ``runtime`` (default:
+    inline, now), ``name`` (default: the class name in snake_case), ``on_error``
+    (``"fail"``, ``"skip"`` or ``"dead_letter"``), ``dead_letter_sink``, ``batch_size``,
+    ``triggers``. Connectors may be instances (templates, cloned for every run) or spec
+    dicts.
+
+    Args:
+        spec: run this code over another spec (default: the class's own, see
+            :meth:`flow_spec`).
     """
 
-    source: ClassVar[Source | ConnectorSpec | None] = None
-    sink: ClassVar[Sink | ConnectorSpec | None] = None
-    sinks: ClassVar[Sequence[Sink | ConnectorSpec] | None] = None
-    runtime: ClassVar[Runtime | ConnectorSpec | None] = None
+    source: ClassVar[Source | Mapping[str, Any] | None] = None
+    sink: ClassVar[Sink | Mapping[str, Any] | None] = None
+    sinks: ClassVar[Sequence[Sink | Mapping[str, Any]] | None] = None
+    runtime: ClassVar[Runtime | Mapping[str, Any] | None] = None
     name: ClassVar[str] = "data_flow"
     on_error: ClassVar[OnError] = "fail"
-    dead_letter_sink: ClassVar[Sink | ConnectorSpec | None] = None
+    dead_letter_sink: ClassVar[Sink | Mapping[str, Any] | None] = None
     batch_size: ClassVar[int | None] = None
     triggers: ClassVar[Sequence[str]] = ()
+
+    #: Whether the class overrides :meth:`transform` (else messages pass unchanged, fast).
+    transforms: ClassVar[bool] = False
+
+    _compiled: ClassVar[tuple[tuple[int, ...], FlowSpec] | None] = None
+    _compile_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "name" not in cls.__dict__:
             cls.name = snake_case(cls.__name__)
+        cls.transforms = cls.transform is not DataFlow.transform
+        cls._compiled = None
 
-    def __init__(self) -> None:
-        self._check_definition()
+    def __init__(self, spec: FlowSpec | None = None) -> None:
+        self.spec: FlowSpec = spec if spec is not None else type(self).flow_spec()
+
+    @classmethod
+    def flow_spec(cls) -> FlowSpec:
+        """The :class:`FlowSpec` the class attributes describe, validated (connectors given
+        as spec dicts are built once to check them). Compiled once per class (again if a
+        class attribute is reassigned).
+
+        Raises:
+            ConfigurationError: the class is misdefined; ``option`` names the attribute.
+        """
+        fields = [f for f in FlowSpec.model_fields if f != "transform"]
+        key = tuple(id(getattr(cls, f, None)) for f in fields)
+        compiled = cls.__dict__.get("_compiled")
+        if compiled is not None and compiled[0] == key:
+            return compiled[1]
+        with cls._compile_lock:
+            data = {f: getattr(cls, f) for f in fields if getattr(cls, f, None) is not None}
+            if isinstance(data.get("triggers"), (list, tuple)):
+                data["triggers"] = tuple(data["triggers"])
+            spec = FlowSpec.parse(data).check()
+            cls._compiled = (key, spec)
+        return spec
 
     # -- the transform -------------------------------------------------------------------
     def transform(self, message: Message) -> TransformResult:
@@ -147,6 +453,7 @@ class DataFlow:
         checkpoint: Callable[[Any], None] | None = None,
         on_progress: Callable[[RunResult], None] | None = None,
         stop: threading.Event | None = None,
+        count: bool = False,
     ) -> RunResult:
         """Run the flow now, in this process, and return what it did.
 
@@ -155,146 +462,13 @@ class DataFlow:
             checkpoint: called with the new cursor after each batch is durably written.
             on_progress: called with the running totals after each batch.
             stop: when set, the run stops after the current batch (``interrupted=True``).
+            count: ask the source first how many messages it holds (``RunResult.total``,
+                for progress bars; it may cost a query).
 
         Raises:
             FlowRunError: the run failed; ``error.result.cursor`` is where to resume.
         """
-        from active_data_flow.runtime import Runner
-
-        return Runner(self.get_runtime()).run(
-            self, cursor=cursor, checkpoint=checkpoint, on_progress=on_progress, stop=stop
+        return Runner(self.spec.build_runtime()).run(
+            self, cursor=cursor, checkpoint=checkpoint, on_progress=on_progress, stop=stop,
+            count=count,
         )
-
-    # -- building components (fresh per run) ---------------------------------------------
-    def build_source(self) -> Source:
-        """A fresh source for one run."""
-        return _build(Source, type(self).source, "source", self.name)
-
-    def build_sinks(self) -> list[Sink]:
-        """Fresh sinks for one run, in declaration order."""
-        return [_build(Sink, spec, "sinks", self.name) for spec in self._sink_specs()]
-
-    def build_dead_letter_sink(self) -> Sink | None:
-        """A fresh dead-letter sink, or ``None`` when the flow has none."""
-        spec = type(self).dead_letter_sink
-        return None if spec is None else _build(Sink, spec, "dead_letter_sink", self.name)
-
-    def get_runtime(self) -> Runtime:
-        """The flow's runtime (inline when none is set)."""
-        from active_data_flow.runtime import Runtime
-        from active_data_flow.runtimes.inline import Inline
-
-        spec = type(self).runtime
-        if spec is None:
-            return Inline()
-        if isinstance(spec, Runtime):
-            return spec
-        if isinstance(spec, Mapping):
-            return Runtime.from_dict(spec)
-        raise ConfigurationError(
-            f"flow {self.name!r}: `runtime` must be a Runtime or a spec dict, "
-            f"got {type(spec).__name__}",
-            option="runtime",
-        )
-
-    def effective_batch_size(self) -> int:
-        """Messages per batch: the flow's ``batch_size`` or its runtime's."""
-        size = type(self).batch_size
-        return size if size is not None else self.get_runtime().batch_size
-
-    # -- specs ---------------------------------------------------------------------------
-    @classmethod
-    def to_spec(cls) -> dict[str, Any]:
-        """The flow's components as JSON-safe specs (what the flow store records)."""
-        flow = cls()
-        runtime = flow.get_runtime()
-        spec: dict[str, Any] = {
-            "name": cls.name,
-            "source": _spec_of(cls.source),
-            "sinks": [_spec_of(s) for s in flow._sink_specs()],
-            "runtime": runtime.to_dict(),
-            "on_error": cls.on_error,
-        }
-        if cls.dead_letter_sink is not None:
-            spec["dead_letter_sink"] = _spec_of(cls.dead_letter_sink)
-        if cls.batch_size is not None:
-            spec["batch_size"] = cls.batch_size
-        if cls.triggers:
-            spec["triggers"] = list(cls.triggers)
-        return spec
-
-    # -- validation ----------------------------------------------------------------------
-    def _sink_specs(self) -> list[Sink | ConnectorSpec]:
-        cls = type(self)
-        if cls.sinks is not None:
-            return list(cls.sinks)
-        return [] if cls.sink is None else [cls.sink]
-
-    def _check_definition(self) -> None:
-        cls, name = type(self), self.name
-        if not isinstance(name, str) or not re.fullmatch(FLOW_NAME_PATTERN, name):
-            raise ConfigurationError(
-                f"flow name {name!r} must be 1-200 letters, digits, '_', '.' or '-', "
-                "starting with a letter, digit or '_'",
-                option="name",
-            )
-        if cls.source is None:
-            raise ConfigurationError(f"flow {name!r} has no `source`", option="source")
-        if cls.sink is not None and cls.sinks is not None:
-            raise ConfigurationError(
-                f"flow {name!r} sets both `sink` and `sinks`; set one", option="sinks"
-            )
-        if not self._sink_specs():
-            raise ConfigurationError(
-                f"flow {name!r} has no sink: set `sink` or `sinks`", option="sink"
-            )
-        if isinstance(cls.sinks, (str, bytes, Mapping)) or (
-            cls.sinks is not None and not isinstance(cls.sinks, Sequence)
-        ):
-            raise ConfigurationError(
-                f"flow {name!r}: `sinks` must be a list of sinks", option="sinks"
-            )
-        if cls.on_error not in ON_ERROR_POLICIES:
-            raise ConfigurationError(
-                f"flow {name!r}: on_error must be one of {', '.join(ON_ERROR_POLICIES)}, "
-                f"got {cls.on_error!r}",
-                option="on_error",
-            )
-        if cls.on_error == "dead_letter" and cls.dead_letter_sink is None:
-            raise ConfigurationError(
-                f"flow {name!r} has on_error='dead_letter' but no `dead_letter_sink`",
-                option="dead_letter_sink",
-            )
-        if cls.batch_size is not None and (
-            not isinstance(cls.batch_size, int) or isinstance(cls.batch_size, bool)
-            or cls.batch_size < 1
-        ):
-            raise ConfigurationError(
-                f"flow {name!r}: batch_size must be a positive integer, got {cls.batch_size!r}",
-                option="batch_size",
-            )
-        # Building once validates specs given as dicts (type names, options) up front.
-        self.build_source().close()
-        for sink in self.build_sinks():
-            sink.discard()
-            sink.close()
-        self.get_runtime()
-
-
-_C = TypeVar("_C", Source, Sink)
-
-
-def _build(base: type[_C], spec: Any, attribute: str, flow: str) -> _C:
-    if isinstance(spec, base):
-        return spec.clone()
-    if isinstance(spec, Mapping):
-        return base.from_dict(spec)
-    raise ConfigurationError(
-        f"flow {flow!r}: `{attribute}` must be a {base.__name__} or a spec dict, "
-        f"got {type(spec).__name__}",
-        option=attribute,
-    )
-
-
-def _spec_of(component: Any) -> dict[str, Any]:
-    return dict(component) if isinstance(component, Mapping) else component.to_dict()

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Literal, TypeVar, cast, overload
 
 from active_data_flow.errors import (
     AlreadyRegistered,
@@ -302,13 +302,13 @@ def _load_entry_point(group: str, name: str) -> None:
 
 
 def _register_loaded(group: str, name: str, obj: object) -> None:
-    from active_data_flow.connector import Connector
-    from active_data_flow.runtime import Runtime
-
-    if isinstance(obj, type):
-        if group == CONNECTOR_GROUP and issubclass(obj, Connector):
-            register_connector(obj, name)
-        elif group == RUNTIME_GROUP and issubclass(obj, Runtime):
-            register_runtime(obj, name)
-        else:
-            log.warning("entry point %s in %s is not a connector or runtime", name, group)
+    # A module registered its classes on import; a class is registered under the entry
+    # point's name. Told apart by duck typing, so this module imports neither base class.
+    if not isinstance(obj, type):
+        return
+    if group == CONNECTOR_GROUP and getattr(obj, "role", None) in ("source", "sink"):
+        register_connector(cast("type[Connector]", obj), name)
+    elif group == RUNTIME_GROUP and hasattr(obj, "runner") and hasattr(obj, "Config"):
+        register_runtime(cast("type[Runtime]", obj), name)
+    else:
+        log.warning("entry point %s in %s is not a connector or runtime", name, group)

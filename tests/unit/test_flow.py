@@ -96,7 +96,7 @@ def test_every_run_builds_fresh_connectors() -> None:
 
 def test_to_spec_describes_the_flow() -> None:
     f = flow(on_error="skip", sink=MemorySink(name="spec-out"))
-    spec = type(f).to_spec()
+    spec = type(f).flow_spec().to_dict()
     assert spec["name"] == "test_flow"
     assert spec["sinks"] == [{"type": "memory", "config": {"name": "spec-out"}}]
     assert spec["runtime"] == {"type": "inline", "config": {"batch_size": 4}}

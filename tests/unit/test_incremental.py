@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from active_data_flow import DataFlow, FlowRunError
 from active_data_flow.connectors.jsonl import JsonLinesSink, JsonLinesSource
 from active_data_flow.connectors.memory import MemorySink, MemorySource
-from active_data_flow.runtime import Checkpoint
+from active_data_flow.runner import Checkpoint
 from active_data_flow.runtimes.inline import Inline
 from active_data_flow.testing import FaultySink
 

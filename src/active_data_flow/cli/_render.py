@@ -20,7 +20,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from active_data_flow.flow import RunResult
+from active_data_flow.runner import RunResult
 
 __all__ = ["console", "err_console", "flow_progress", "format_cursor", "results_table"]
 

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 from active_data_flow.registry import register_runtime
-from active_data_flow.runtime import Runner, Runtime, RuntimeConfig
+from active_data_flow.runtime import Runtime, RuntimeConfig
 
-__all__ = ["Inline", "InlineRunner"]
-
-
-class InlineRunner(Runner):
-    """Runs a flow in the current process; the loop of :class:`Runner`, unchanged."""
+__all__ = ["Inline"]
 
 
 @register_runtime("inline")
@@ -23,6 +19,3 @@ class Inline(Runtime):
     """
 
     Config = RuntimeConfig
-
-    def runner(self) -> InlineRunner:
-        return InlineRunner(self)

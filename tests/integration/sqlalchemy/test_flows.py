@@ -16,7 +16,7 @@ from active_data_flow.connectors.sqlalchemy import (
     register_models,
 )
 from active_data_flow.registry import untrusted_specs
-from active_data_flow.runtime import Checkpoint
+from active_data_flow.runner import Checkpoint
 from active_data_flow.runtimes.inline import Inline
 from tests.integration.sqlalchemy.conftest import insert, rows, url_of
 from tests.integration.sqlalchemy.models import Base, Contact, Person
