@@ -220,7 +220,7 @@ class Source(Connector):
                 "or give each() a `cursor=None` parameter and honour it)",
                 option="cursor",
             )
-        return iter(self.each())  # type: ignore[call-arg]
+        return iter(self.each())
 
     def __iter__(self) -> Iterator[Message]:
         return self.read()

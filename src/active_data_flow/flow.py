@@ -13,6 +13,7 @@ A :class:`DataFlow` subclass declares the same fields as class attributes and ad
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 import re
@@ -121,7 +122,7 @@ class ComponentSpec(BaseModel):
         """The live instance this spec was made from, if any."""
         return self._template
 
-    def build(self, base: type[_C]) -> _C:
+    def build(self, base: builtins.type[_C]) -> _C:
         """A fresh connector for one run (a clone of the template, or built by type name)."""
         template = self._template
         if isinstance(template, base):
@@ -191,7 +192,7 @@ class FlowSpec(BaseModel):
     source: ComponentSpec = Field(description="Where messages come from.")
     sink: ComponentSpec | None = Field(
         default=None, exclude=True,
-        description="Shorthand for `sinks` with one sink (accepted on input only).")
+        description="Where records go: one sink (`sinks` for several).")
     sinks: tuple[ComponentSpec, ...] = Field(
         min_length=1, max_length=20, description="Where records go, in order.")
     runtime: ComponentSpec = Field(
@@ -282,7 +283,7 @@ class FlowSpec(BaseModel):
                 self.build_source().close()
             for spec in [*self.sinks, self.dead_letter_sink]:
                 if spec is not None and spec.template is None:
-                    sink = spec.build(Sink)
+                    sink: Sink = spec.build(Sink)
                     sink.discard()
                     sink.close()
             runtime = self.build_runtime()
@@ -421,7 +422,7 @@ class DataFlow:
         """
         fields = [f for f in FlowSpec.model_fields if f != "transform"]
         key = tuple(id(getattr(cls, f, None)) for f in fields)
-        compiled = cls.__dict__.get("_compiled")
+        compiled: tuple[tuple[int, ...], FlowSpec] | None = cls.__dict__.get("_compiled")
         if compiled is not None and compiled[0] == key:
             return compiled[1]
         with cls._compile_lock:

@@ -189,8 +189,8 @@ class Runner:
                 tally.total = source.count()
             messages = source.read(tally.cursor)
             while True:
-                out, count, position = self._read_batch(flow, messages, size, tally, dead)
-                if not count:
+                out, n, position = self._read_batch(flow, messages, size, tally, dead)
+                if not n:
                     break
                 if isinstance(checkpoint, Checkpoint):
                     checkpoint.check()
@@ -199,7 +199,7 @@ class Runner:
                         sink.write_batch(out)
                 self._commit(sinks, dead, position, checkpoint)
                 # The batch is durable and the cursor saved; only now does the tally move.
-                tally.read += count
+                tally.read += n
                 tally.in_flight = 0
                 tally.written += len(out)
                 tally.batches += 1

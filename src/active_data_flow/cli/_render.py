@@ -37,25 +37,25 @@ err_console = Console(stderr=True, width=_width(sys.stderr))
 
 @contextmanager
 def flow_progress(
-    name: str, total: int | None, *, enabled: bool = True
+    name: str, *, enabled: bool = True
 ) -> Iterator[Callable[[RunResult], None]]:
-    """A progress display for one run; yields the ``on_progress`` callback to pass."""
+    """A progress display for one run; yields the ``on_progress`` callback to pass (a bar
+    once the results say how many messages the source holds)."""
     if not enabled:
         yield lambda _result: None
         return
-    columns: list[Any] = [SpinnerColumn(), TextColumn("[bold]{task.description}")]
-    if total is not None:
-        columns += [BarColumn(), MofNCompleteColumn()]
+    columns: list[Any] = [SpinnerColumn(), TextColumn("[bold]{task.description}"),
+                          BarColumn(), MofNCompleteColumn()]
     columns += [
         TextColumn("read {task.fields[read]:,}  written {task.fields[written]:,}"),
         TextColumn("{task.fields[rate]:,.0f} msg/s"),
         TimeElapsedColumn(),
     ]
     with Progress(*columns, console=err_console, transient=True) as progress:
-        task = progress.add_task(name, total=total, read=0, written=0, rate=0.0)
+        task = progress.add_task(name, total=None, read=0, written=0, rate=0.0)
 
         def update(result: RunResult) -> None:
-            progress.update(task, completed=result.read, read=result.read,
+            progress.update(task, total=result.total, completed=result.read, read=result.read,
                             written=result.written, rate=result.rate)
 
         yield update

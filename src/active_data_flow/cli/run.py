@@ -7,11 +7,28 @@ from typing import Any
 
 import click
 
-from active_data_flow.cli._load import import_flow
 from active_data_flow.cli._render import console, err_console, flow_progress, results_table
-from active_data_flow.errors import ActiveDataFlowError, FlowRunError
+from active_data_flow.errors import ActiveDataFlowError, ConfigurationError, FlowRunError
+from active_data_flow.flow import DataFlow
 
-__all__ = ["run"]
+__all__ = ["BadTarget", "run"]
+
+
+class BadTarget(click.ClickException):
+    """The flow reference cannot be loaded; the message says why, on one line."""
+
+    exit_code = 2
+
+
+def import_flow(target: str) -> type[DataFlow]:
+    """The flow class ``target`` names (``module:Class`` or ``file.py:Class``), through the
+    catalog's one loader; a bad target is a one-line error (exit code 2)."""
+    from active_data_flow.runtimes.heartbeat.engine.catalog import import_flow_class
+
+    try:
+        return import_flow_class(target)
+    except ConfigurationError as exc:
+        raise BadTarget(str(exc)) from None
 
 
 def _parse_cursor(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Any:
@@ -47,9 +64,8 @@ def run(target: str, cursor: Any, progress: bool, as_json: bool) -> None:
     flow_class = import_flow(target)
     try:
         flow = flow_class()
-        total = flow.build_source().count() if cursor is None else None
-        with flow_progress(flow.name, total, enabled=progress and not as_json) as on_progress:
-            result = flow.run(cursor=cursor, on_progress=on_progress)
+        with flow_progress(flow.spec.name, enabled=progress and not as_json) as on_progress:
+            result = flow.run(cursor=cursor, on_progress=on_progress, count=True)
     except FlowRunError as exc:
         err_console.print(f"[red]Error:[/red] {exc}", highlight=False, soft_wrap=True)
         if exc.result is not None and not as_json:
@@ -66,7 +82,7 @@ def run(target: str, cursor: Any, progress: bool, as_json: bool) -> None:
 def run_stored(name: str, as_json: bool) -> None:
     """Trigger the stored flow ``name`` and execute its run in this process."""
     from active_data_flow.cli.store import open_store, runs_table
-    from active_data_flow.runtimes.heartbeat import execute_run
+    from active_data_flow.runtimes.heartbeat import Executor
 
     with open_store() as store:
         pending = store.trigger(name, reason="cli")
@@ -74,8 +90,12 @@ def run_stored(name: str, as_json: bool) -> None:
             err_console.print(f"{name} is running on {pending.worker_id}; it will run again "
                               "right after that run")
             return
-        with err_console.status(f"running {name} (run {pending.id})…"):
-            record = execute_run(store, pending.id)
+        executor = Executor(store)
+        try:
+            with err_console.status(f"running {name} (run {pending.id})…"):
+                record = executor.execute_run(pending.id)
+        finally:
+            executor.close()
     if record is None:
         err_console.print(f"run {pending.id} of {name} was taken by another worker")
         return

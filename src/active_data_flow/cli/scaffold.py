@@ -106,7 +106,7 @@ def _write(path: Path, text: str, force: bool) -> bool:
 def init(database_url: str, flows_folder: str, example: bool, force: bool) -> None:
     """Set up ActiveDataFlow in this folder: adf.toml, a flows folder, a migrated store."""
     from active_data_flow.errors import ActiveDataFlowError
-    from active_data_flow.runtimes.heartbeat import FlowStore
+    from active_data_flow.runtimes.heartbeat import FlowStore, sync
 
     console.print("[bold]Setting up ActiveDataFlow[/bold]")
     _write(Path(CONFIG_FILE), CONFIG_TEMPLATE.format(database_url=database_url,
@@ -120,7 +120,7 @@ def init(database_url: str, flows_folder: str, example: bool, force: bool) -> No
         try:
             store.upgrade()
             console.print(f"  [green]migrate[/green] {store.url} ({store.current()})")
-            report = store.sync(str(folder))
+            report = sync(store, str(folder))
         finally:
             store.close()
     except ActiveDataFlowError as exc:

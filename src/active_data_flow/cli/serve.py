@@ -122,6 +122,7 @@ def _auth_from_env(insecure_no_auth: bool) -> AuthHook | None:
 def _build(database_url: str | None, flow_targets: tuple[str, ...], sync: bool, upgrade: bool,
            heartbeat_every: float | None, auth: AuthHook | None) -> tuple[FastAPI, Worker | None]:
     from active_data_flow.runtimes.heartbeat import FlowStore, Worker
+    from active_data_flow.runtimes.heartbeat import sync as sync_flows
     from active_data_flow.web import WebSettings, create_app
 
     settings = WebSettings.from_env()
@@ -131,7 +132,8 @@ def _build(database_url: str | None, flow_targets: tuple[str, ...], sync: bool, 
             f"the flow store {store.url} is not migrated: run `adf db upgrade` or drop "
             "--no-upgrade")
     if sync:
-        for report in [store.sync(t) for t in flow_targets] or [store.sync()]:
+        reports = [sync_flows(store, t) for t in flow_targets] or [sync_flows(store)]
+        for report in reports:
             for name, error in report.errors.items():
                 log.warning("flow %s could not be registered: %s", name, error)
             log.info("flows synced: %d created, %d updated, %d unchanged",

@@ -22,12 +22,9 @@ from active_data_flow.cli.scaffold import init, new
 from active_data_flow.errors import ActiveDataFlowError
 
 if TYPE_CHECKING:
-    from active_data_flow.runtimes.heartbeat import (
-        BeatSummary,
-        FlowRecord,
-        FlowStore,
-        RunRecord,
-    )
+    from active_data_flow.runtimes.heartbeat import FlowStore
+    from active_data_flow.runtimes.heartbeat.engine.beat import BeatSummary
+    from active_data_flow.runtimes.heartbeat.store import FlowRecord, RunRecord
 
 __all__ = [
     "db",
@@ -92,7 +89,7 @@ def when(moment: datetime | None) -> str:
 
 def schedule_text(record: FlowRecord) -> str:
     """The flow's schedule as written in its runtime (``every 300s``, a cron string)."""
-    config = record.runtime.get("config") or {}
+    config = record.spec.runtime.config
     if config.get("enabled") is False:
         return "disabled"
     interval = config.get("interval")
@@ -152,12 +149,13 @@ def sync(targets: tuple[str, ...], prune: bool) -> None:
     TARGETS are modules (myapp.flows) or folders/files (app/data_flows); default: ADF_FLOWS,
     else the first of app/data_flows and data_flows that exists.
     """
-    from active_data_flow.runtimes.heartbeat import catalog
+    from active_data_flow.runtimes.heartbeat.engine.catalog import catalog
+    from active_data_flow.runtimes.heartbeat.engine.sync import sync as sync_flows
 
     with open_store() as store:
         report = None
         for target in targets or (None,):
-            part = store.sync(target, prune=prune)
+            part = sync_flows(store, target, prune=prune)
             report = part if report is None else report
             if report is not part:
                 for field in ("created", "updated", "unchanged", "missing", "removed"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -13,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from active_data_flow.errors import ConfigurationError
 from active_data_flow.registry import available_connectors, available_runtimes
-from active_data_flow.runtimes.heartbeat import FlowStore
+from active_data_flow.runtimes.heartbeat.store import FlowStore, Store
 from active_data_flow.web import metrics, ops, pages
 from active_data_flow.web.api import flows as flows_api
 from active_data_flow.web.api import runs as runs_api
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 
 
 def create_app(
-    store: FlowStore | str | None = None,
+    store: Store | str | None = None,
     *,
     auth: AuthHook | None = None,
     insecure_no_auth: bool = False,
@@ -42,7 +43,7 @@ def create_app(
     or serve it alone (``adf serve``).
 
     Args:
-        store: a :class:`FlowStore` (the host keeps owning it), or a database URL (the app
+        store: a flow store (the host keeps owning it), or a database URL (the app
             opens the store and closes it on shutdown). ``None``: ``ADF_DATABASE_URL`` or
             the default SQLite file.
         auth: the authentication hook, a FastAPI dependency returning the caller's identity
@@ -70,8 +71,8 @@ def create_app(
         from dataclasses import replace
 
         settings = replace(settings, heartbeat_token=heartbeat_token)
-    owns_store = not isinstance(store, FlowStore)
-    the_store = store if isinstance(store, FlowStore) else FlowStore(store)
+    owns_store = not isinstance(store, Store)
+    the_store = store if isinstance(store, Store) else FlowStore(store)
     if insecure_no_auth:
         log.warning("the ActiveDataFlow engine serves WITHOUT authentication: anyone who can "
                     "reach it can create, run and delete flows",
@@ -80,16 +81,17 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
+        if app.state.background is not None:
+            app.state.background.shutdown()  # runs stop at a checkpoint, or are released
         if owns_store:
-            the_store.close()  # stops the background runs gracefully, too
-        elif app.state.beats_started:
-            the_store.background.shutdown()
+            the_store.close()
 
     app = FastAPI(title=settings.title, version=_version(), lifespan=lifespan,
                   openapi_url=None, docs_url=None, redoc_url=None,
                   description="Manage and monitor ActiveDataFlow flows.")
     app.state.store = the_store
-    app.state.beats_started = False  # set by POST /heartbeat: runs in background threads
+    app.state.background = None  # the threads of runs POST /heartbeat claims (ops.py)
+    app.state.background_lock = threading.Lock()
     app.state.settings = settings
     app.state.csrf = Csrf(settings.secret_key)
     app.state.templates = make_templates()

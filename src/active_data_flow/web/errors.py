@@ -25,7 +25,7 @@ from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from active_data_flow.errors import ActiveDataFlowError, ConfigurationError, FlowRunError
-from active_data_flow.runtimes.heartbeat import (
+from active_data_flow.runtimes.heartbeat.store import (
     FlowBusy,
     FlowCodeError,
     FlowExists,

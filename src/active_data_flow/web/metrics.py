@@ -24,7 +24,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from active_data_flow.runtimes.heartbeat import FlowStore
+from active_data_flow.runtimes.heartbeat.engine.catalog import cursor_lag
+from active_data_flow.runtimes.heartbeat.store import FlowRecord, Store
 from active_data_flow.web.api.deps import errors
 
 __all__ = ["StoreCollector", "metrics_registry", "router"]
@@ -46,7 +47,7 @@ class StoreCollector(Collector):
         lag_budget_s: time allowed per scrape for asking sources their cursor lag.
     """
 
-    def __init__(self, store: FlowStore, *, max_flows: int = 500, window: int = 1000,
+    def __init__(self, store: Store, *, max_flows: int = 500, window: int = 1000,
                  lag_budget_s: float = 2.0) -> None:
         self.store = store
         self.max_flows = max_flows
@@ -108,7 +109,7 @@ class StoreCollector(Collector):
             if flow.cursor_updated_at is not None:
                 cursor_age.add_metric([flow.name], (now - flow.cursor_updated_at).total_seconds())
             if time.monotonic() < deadline:
-                messages = self._lag(flow.name)
+                messages = self._lag(flow)
                 if messages is not None:
                     lag.add_metric([flow.name], messages)
         yield from (rows, runs, avg, longest, cursor_age, lag)
@@ -116,15 +117,15 @@ class StoreCollector(Collector):
                                 "Flows left out of the per-flow series (max_flows).",
                                 value=max(0, page.total - len(page.items)))
 
-    def _lag(self, name: str) -> int | None:
+    def _lag(self, flow: FlowRecord) -> int | None:
         try:
-            return self.store.cursor_lag(name)
+            return cursor_lag(flow)
         except Exception as exc:  # a source that cannot tell must not break the scrape
-            log.debug("cursor lag of %s unavailable: %s", name, exc)
+            log.debug("cursor lag of %s unavailable: %s", flow.name, exc)
             return None
 
 
-def metrics_registry(store: FlowStore, **options: float) -> CollectorRegistry:
+def metrics_registry(store: Store, **options: float) -> CollectorRegistry:
     """A registry holding a :class:`StoreCollector` for ``store``."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StoreCollector(store, **options))  # type: ignore[arg-type]

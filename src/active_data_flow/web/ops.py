@@ -10,7 +10,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from active_data_flow.runtimes.heartbeat import beat
+from active_data_flow.runtimes.heartbeat.engine.beat import BackgroundRuns, beat
+from active_data_flow.runtimes.heartbeat.engine.executor import Executor
 from active_data_flow.web.api.deps import Store, errors, get_settings
 from active_data_flow.web.api.schemas import BeatSummaryOut, HealthOut
 from active_data_flow.web.masking import mask_text
@@ -91,9 +92,19 @@ def heartbeat(
     Safe to call repeatedly and concurrently: each due run is claimed exactly once.
     Authenticate with ``Authorization: Bearer <ADF_HEARTBEAT_TOKEN>``.
     """
-    request.app.state.beats_started = True
-    summary = beat(store, worker_id=settings.worker_id, background=True, limit=limit)
+    summary = beat(store, background=background_runs(request), limit=limit)
     return beat_view(summary)
+
+
+def background_runs(request: Request) -> BackgroundRuns:
+    """The app's threads for runs its heartbeats claim (started by the first heartbeat; the
+    app's lifespan shuts them down gracefully)."""
+    state = request.app.state
+    with state.background_lock:
+        if state.background is None:
+            state.background = BackgroundRuns(
+                Executor(state.store, worker_id=state.settings.worker_id))
+        return state.background  # type: ignore[no-any-return]
 
 
 _STATIC = resources.files("active_data_flow.web") / "static"

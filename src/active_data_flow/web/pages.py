@@ -14,9 +14,12 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from active_data_flow.errors import ConfigurationError
+from active_data_flow.flow import FLOW_NAME_PATTERN
 from active_data_flow.registry import available_connectors, available_runtimes
-from active_data_flow.runtimes.heartbeat import FlowRecord, FlowStore, RunNotFound
-from active_data_flow.web.api.schemas import MAX_ID, NAME_PATTERN
+from active_data_flow.runtimes.heartbeat.engine import deadletters
+from active_data_flow.runtimes.heartbeat.store import FlowRecord, RunNotFound
+from active_data_flow.runtimes.heartbeat.store import Store as FlowStore
+from active_data_flow.web.api.schemas import MAX_ID
 from active_data_flow.web.charts import run_history_svg
 from active_data_flow.web.forms import INTERVAL_HELP, FlowForm, FormError
 from active_data_flow.web.masking import mask, unmask
@@ -27,7 +30,7 @@ __all__ = ["router"]
 
 router = APIRouter(include_in_schema=False)
 
-FlowName = Annotated[str, Path(pattern=NAME_PATTERN)]
+FlowName = Annotated[str, Path(pattern=FLOW_NAME_PATTERN)]
 PageOffset = Annotated[int, Query(ge=0, le=2**31)]
 
 NOTICES = {
@@ -205,7 +208,7 @@ async def update_flow(request: Request, name: FlowName) -> Response:
         changes = form.to_spec(with_name=False)
         if "sink" in changes:  # the stored spec has a list: compare like with like
             changes["sinks"] = [changes.pop("sink")]
-        changes = unmask(changes, current.spec)
+        changes = unmask(changes, current.spec.to_dict())
         changes.setdefault("dead_letter_sink", None)
         changes.setdefault("batch_size", None)
         await run_in_threadpool(store.update_flow, name, changes)
@@ -293,7 +296,7 @@ async def delete(request: Request, name: FlowName) -> Response:
              dependencies=[CsrfChecked])
 async def replay(request: Request, name: FlowName) -> Response:
     """Replay every unreplayed dead letter of the flow."""
-    await run_in_threadpool(_store(request).replay_dead_letters, name, None)
+    await run_in_threadpool(deadletters.replay, _store(request), name, None)
     return _back(request, "page_dead_letters", "replayed", name=name)
 
 

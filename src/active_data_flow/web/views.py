@@ -1,22 +1,21 @@
 """Store records as the web shows them: plain dicts, every secret masked.
 
-The API returns these dicts (validated against :mod:`.api.schemas`) and the pages render
-them, so a password can reach neither by forgetting to mask it in one place.
+The API returns these dicts (validated against the records' own models) and the pages
+render them, so a password can reach neither by forgetting to mask it in one place.
 """
 
 from __future__ import annotations
 
-from dataclasses import fields
-from datetime import datetime
 from typing import Any
 
-from active_data_flow.runtimes.heartbeat import (
-    BeatSummary,
+from active_data_flow.runtimes.heartbeat.engine.beat import BeatSummary
+from active_data_flow.runtimes.heartbeat.engine.deadletters import ReplayReport
+from active_data_flow.runtimes.heartbeat.store import (
     DeadLetter,
     FlowRecord,
     FlowStats,
     Page,
-    ReplayReport,
+    PartitionRecord,
     RunRecord,
 )
 from active_data_flow.web.masking import mask
@@ -33,39 +32,25 @@ __all__ = [
 ]
 
 
-def _masked(record: Any) -> dict[str, Any]:
-    """A record's fields, datetimes as ISO 8601 text, every secret masked.
-
-    Cheaper than ``record.to_dict()`` followed by masking: :func:`mask` copies containers
-    anyway, so the deep copy ``dataclasses.asdict`` makes would be a second one.
-    """
-    out: dict[str, Any] = {}
-    for f in fields(record):
-        value = getattr(record, f.name)
-        out[f.name] = value.isoformat() if isinstance(value, datetime) else mask(value)
-    return out
-
-
 def flow_view(record: FlowRecord) -> dict[str, Any]:
-    """A flow as a JSON-safe dict with its specs, cursor and errors masked."""
-    data = _masked(record)
-    data["schedule"] = record.schedule
-    return data
+    """A flow (its spec's fields and its state's, side by side) with specs, cursor and
+    errors masked."""
+    return mask(record.to_dict())  # type: ignore[no-any-return]
 
 
 def run_view(record: RunRecord) -> dict[str, Any]:
     """A run as a JSON-safe dict; error texts and tracebacks masked."""
-    return _masked(record)
+    return mask(record.to_dict())  # type: ignore[no-any-return]
 
 
-def partition_view(record: Any) -> dict[str, Any]:
-    """One part of a partitioned run (any record dataclass), masked."""
-    return _masked(record)
+def partition_view(record: PartitionRecord) -> dict[str, Any]:
+    """One part of a partitioned run, masked."""
+    return mask(record.to_dict())  # type: ignore[no-any-return]
 
 
 def dead_letter_view(record: DeadLetter) -> dict[str, Any]:
     """A dead letter as a JSON-safe dict, masked."""
-    return _masked(record)
+    return mask(record.to_dict())  # type: ignore[no-any-return]
 
 
 def stats_view(stats: FlowStats) -> dict[str, Any]:
@@ -90,4 +75,4 @@ def beat_view(summary: BeatSummary) -> dict[str, Any]:
 def page_view(page: Page[Any], view: Any) -> dict[str, Any]:
     """A page of records through ``view``."""
     return {"items": [view(item) for item in page.items], "total": page.total,
-            "offset": page.offset, "limit": page.limit}
+            "offset": page.offset, "limit": page.limit, "total_is_exact": page.total_is_exact}

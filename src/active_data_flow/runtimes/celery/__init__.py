@@ -21,7 +21,8 @@ Public names: :class:`Celery` (runtime type ``celery``), :class:`CeleryConfig`,
 from __future__ import annotations
 
 from active_data_flow.runtimes.celery.app import create_app, default_app, set_default_app
-from active_data_flow.runtimes.celery.runtime import Celery, CeleryConfig
+from active_data_flow.runtimes.celery.config import CeleryConfig
+from active_data_flow.runtimes.celery.runtime import Celery
 from active_data_flow.runtimes.celery.settings import BROKER_ENV, CelerySettings, check_app
 
 __all__ = [

@@ -16,7 +16,7 @@ from active_data_flow.runtimes.celery.settings import CelerySettings, check_app
 from celery import Celery, bootsteps  # type: ignore[import-untyped]
 
 if TYPE_CHECKING:
-    from active_data_flow.runtimes.celery.runtime import Celery as CeleryRuntime
+    from active_data_flow.runtimes.celery.config import CeleryConfig
 
 __all__ = [
     "PARTITION_TASK",
@@ -95,30 +95,30 @@ def set_default_app(app: Celery | None) -> None:
         _default = app
 
 
-def _route(app: Celery, runtime: CeleryRuntime) -> dict[str, Any]:
-    queue = runtime.config.queue or app.conf.task_default_queue
-    priority = runtime.config.priority
+def _route(app: Celery, config: CeleryConfig) -> dict[str, Any]:
+    queue = config.queue or app.conf.task_default_queue
+    priority = config.priority
     if str(app.conf.broker_url).startswith(("redis", "rediss")):
         priority = 9 - priority  # kombu's Redis transport serves lower numbers first
     return {"queue": queue, "priority": priority}
 
 
 def send_start(
-    app: Celery, run_id: int, token: str, runtime: CeleryRuntime, *,
+    app: Celery, run_id: int, token: str, config: CeleryConfig, *,
     countdown: float | None = None,
 ) -> None:
     """Enqueue the task that splits a claimed run into partitions."""
-    options = _route(app, runtime)
+    options = _route(app, config)
     if countdown is not None and countdown > 0:
         options["countdown"] = countdown
     app.send_task(START_TASK, args=(run_id, token), **options)
 
 
 def send_partition(
-    app: Celery, partition_id: int, runtime: CeleryRuntime, *, countdown: float | None = None
+    app: Celery, partition_id: int, config: CeleryConfig, *, countdown: float | None = None
 ) -> None:
     """Enqueue (or re-enqueue, after ``countdown`` seconds) the task executing a partition."""
-    options = _route(app, runtime)
+    options = _route(app, config)
     if countdown is not None and countdown > 0:
         options["countdown"] = countdown * (0.9 + 0.2 * random.random())  # spread retries
     app.send_task(PARTITION_TASK, args=(partition_id,), **options)

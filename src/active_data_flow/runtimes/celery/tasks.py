@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from celery.signals import worker_process_init  # type: ignore[import-untyped]
 
+from active_data_flow.runtimes.heartbeat.engine.executor import Executor
 from active_data_flow.runtimes.heartbeat.store import FlowStore
 
 if TYPE_CHECKING:
@@ -36,10 +37,12 @@ _UNEXPECTED_RETRIES = 5
 
 @dataclass
 class WorkerState:
-    """What a worker process keeps between tasks: its store connection pool."""
+    """What a worker process keeps between tasks: its store connection pool, and the
+    executor (with its lease renewer) that runs the parts."""
 
     pid: int
     store: FlowStore
+    executor: Executor
 
 
 _states: dict[int, WorkerState] = {}
@@ -57,7 +60,7 @@ def worker_state(app: Celery) -> WorkerState:
             settings = settings_of(app)
             store = FlowStore(settings.store_url, lease_seconds=settings.lease_seconds,
                                      renew_seconds=settings.renew_seconds)
-            state = _states[id(app)] = WorkerState(pid, store)
+            state = _states[id(app)] = WorkerState(pid, store, Executor(store))
         return state
 
 
@@ -77,7 +80,7 @@ def _cap(app: Celery, countdown: float) -> float:
 
 def register_tasks(app: Celery) -> None:
     """Register the runtime's tasks on ``app``."""
-    from active_data_flow.runtimes.celery import execution
+    from active_data_flow.runtimes.celery import split
     from active_data_flow.runtimes.celery.app import (
         PARTITION_TASK,
         START_TASK,
@@ -92,13 +95,13 @@ def register_tasks(app: Celery) -> None:
     @app.task(name=START_TASK, **options)  # type: ignore[untyped-decorator]
     def start_run(self: Any, run_id: int, token: str) -> None:
         store = worker_state(app).store
-        step = execution.start_run(store, run_id, token)
+        step = split.start_run(store, run_id, token)
         if step is None:
             return
         for partition_id in step.partitions:
-            send_partition(app, partition_id, step.runtime)
+            send_partition(app, partition_id, step.config)
         if step.again_in is not None:
-            send_start(app, run_id, token, step.runtime, countdown=_cap(app, step.again_in))
+            send_start(app, run_id, token, step.config, countdown=_cap(app, step.again_in))
 
     def warm_up(**_: Any) -> None:
         # A pool process opens its store when it starts, not inside its first task.
@@ -108,9 +111,10 @@ def register_tasks(app: Celery) -> None:
 
     @app.task(name=PARTITION_TASK, **options)  # type: ignore[untyped-decorator]
     def run_partition(self: Any, partition_id: int) -> None:
-        store = worker_state(app).store
+        state = worker_state(app)
+        store = state.store
         try:
-            step = execution.run_partition(store, partition_id, _worker_id(self.request))
+            step = split.run_partition(state.executor, partition_id, _worker_id(self.request))
         except Exception as exc:
             # Not even the failure could be recorded (a bug, or the store kept failing):
             # try again once the part's lease has expired, a few times, then give up loudly
@@ -119,5 +123,4 @@ def register_tasks(app: Celery) -> None:
             raise self.retry(exc=exc, countdown=_cap(app, store.lease_seconds),
                              max_retries=_UNEXPECTED_RETRIES) from exc
         if step is not None and step.again_in is not None:
-            send_partition(app, partition_id, step.runtime,
-                           countdown=_cap(app, step.again_in))
+            send_partition(app, partition_id, step.config, countdown=_cap(app, step.again_in))

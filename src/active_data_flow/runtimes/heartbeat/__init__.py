@@ -1,145 +1,82 @@
-"""The Heartbeat runtime and the flow store: flows that run themselves, exactly once, and
-survive crashes (DESIGN §5, §6; docs/heartbeat.md).
+"""The Heartbeat runtime: flows that run themselves, exactly once, and survive crashes
+(DESIGN §5, §6; docs/heartbeat.md).
 
-Typical use::
+A flow runs on heartbeats when its runtime has an ``interval``::
 
-    from active_data_flow.runtimes.heartbeat import FlowStore, Worker, beat
-
-    store = FlowStore()                 # ADF_DATABASE_URL, else ./active_data_flow.db
-    store.sync("app/data_flows")        # register the code-defined flows
-    summary = beat(store)               # run whatever is due, once; or:
-    Worker(store, interval=5).run()     # beat every 5 s until SIGTERM/SIGINT
-
-A flow runs on a heartbeat when its runtime has an ``interval``::
+    from active_data_flow.runtimes.heartbeat import Heartbeat
 
     class SyncUsers(DataFlow):
         source = ...
         sink = ...
         runtime = Heartbeat(interval=300)            # or interval="*/5 * * * *"
 
-Public names:
+and a process registers and runs the flows::
 
-* :class:`Heartbeat` (runtime type ``heartbeat``), :class:`HeartbeatRunner`,
-  :class:`StoreCheckpoint`, :func:`current_run`;
-* :class:`FlowStore` and the records it returns (:class:`FlowRecord`, :class:`RunRecord`,
-  :class:`Page`, :class:`SyncReport`, :class:`DeadLetter`, :class:`FlowStats`, ...);
-* :func:`beat`, :class:`BeatSummary`, :class:`Worker`, :func:`execute_run`,
-  :func:`execute_claimed`, :class:`ClaimedRun`;
-* :func:`load_flows`, :func:`register_flow`, :data:`catalog`;
-* :class:`DeadLetterSink` (connector type ``dead_letters``);
-* errors: :class:`FlowNotFound`, :class:`FlowExists`, :class:`FlowBusy`,
-  :class:`FlowCodeError`, :class:`RunNotFound`, :class:`StoreError`,
-  :class:`StoreUnavailable`, :class:`StoreNotMigrated`.
+    from active_data_flow.runtimes.heartbeat import FlowStore, Worker, beat, sync
+
+    store = FlowStore()                 # ADF_DATABASE_URL, else ./active_data_flow.db
+    sync(store, "app/data_flows")       # register the code-defined flows
+    summary = beat(store)               # run whatever is due, once; or:
+    Worker(store, interval=5).run()     # beat every 5 s until SIGTERM/SIGINT
+
+Importing :class:`Heartbeat` costs only the core; the other names load the store and the
+engine on first use. Records and errors live in :mod:`.store`
+(``from active_data_flow.runtimes.heartbeat.store import FlowRecord, FlowNotFound``).
 """
 
 from __future__ import annotations
 
-from active_data_flow.runtimes.heartbeat.beat import BackgroundRuns, beat
-from active_data_flow.runtimes.heartbeat.deadletters import DeadLetterSink
-from active_data_flow.runtimes.heartbeat.execution import (
-    default_worker_id,
-    execute_claimed,
-    execute_run,
-)
-from active_data_flow.runtimes.heartbeat.models import FlowStatus, RunStatus
-from active_data_flow.runtimes.heartbeat.records import (
-    BeatSummary,
-    ClaimedPartition,
-    ClaimedRun,
-    DeadLetter,
-    FlowBusy,
-    FlowCodeError,
-    FlowExists,
-    FlowNotFound,
-    FlowRecord,
-    FlowStats,
-    Page,
-    PartitionBusy,
-    PartitionOutcome,
-    PartitionRecord,
-    ReplayReport,
-    RunCounts,
-    RunNotFound,
-    RunRecord,
-    StoreError,
-    StoreNotMigrated,
-    StoreUnavailable,
-    SyncReport,
-    WorkerRecord,
-)
-from active_data_flow.runtimes.heartbeat.registration import (
-    FlowSpec,
-    catalog,
-    load_flows,
-    register_flow,
-)
-from active_data_flow.runtimes.heartbeat.runtime import (
-    Dispatch,
-    Heartbeat,
-    HeartbeatConfig,
-    HeartbeatRunner,
-    RunContext,
-    StoreCheckpoint,
-    current_run,
-)
-from active_data_flow.runtimes.heartbeat.schedule import Schedule
-from active_data_flow.runtimes.heartbeat.store import FlowStore
-from active_data_flow.runtimes.heartbeat.store._schema import (
-    BRANCH,
-    VERSION_TABLE,
-    head_revision,
-    migrations_path,
-)
-from active_data_flow.runtimes.heartbeat.worker import Worker
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from active_data_flow.runtimes.heartbeat.runtime import Heartbeat, HeartbeatConfig
+
+if TYPE_CHECKING:
+    from active_data_flow.runtimes.heartbeat.engine.beat import beat
+    from active_data_flow.runtimes.heartbeat.engine.catalog import load_flows, register_flow
+    from active_data_flow.runtimes.heartbeat.engine.deadletters import DeadLetterSink, replay
+    from active_data_flow.runtimes.heartbeat.engine.executor import Executor, current_run
+    from active_data_flow.runtimes.heartbeat.engine.sync import sync
+    from active_data_flow.runtimes.heartbeat.engine.worker import Worker
+    from active_data_flow.runtimes.heartbeat.store import FlowStore, MemoryStore
 
 __all__ = [
-    "BRANCH",
-    "VERSION_TABLE",
-    "BackgroundRuns",
-    "BeatSummary",
-    "ClaimedPartition",
-    "ClaimedRun",
-    "DeadLetter",
     "DeadLetterSink",
-    "Dispatch",
-    "FlowBusy",
-    "FlowCodeError",
-    "FlowExists",
-    "FlowNotFound",
-    "FlowRecord",
-    "FlowSpec",
-    "FlowStats",
-    "FlowStatus",
+    "Executor",
     "FlowStore",
     "Heartbeat",
     "HeartbeatConfig",
-    "HeartbeatRunner",
-    "Page",
-    "PartitionBusy",
-    "PartitionOutcome",
-    "PartitionRecord",
-    "ReplayReport",
-    "RunContext",
-    "RunCounts",
-    "RunNotFound",
-    "RunRecord",
-    "RunStatus",
-    "Schedule",
-    "StoreCheckpoint",
-    "StoreError",
-    "StoreNotMigrated",
-    "StoreUnavailable",
-    "SyncReport",
+    "MemoryStore",
     "Worker",
-    "WorkerRecord",
     "beat",
-    "catalog",
     "current_run",
-    "default_worker_id",
-    "execute_claimed",
-    "execute_run",
-    "head_revision",
     "load_flows",
-    "migrations_path",
     "register_flow",
+    "replay",
+    "sync",
 ]
+
+_ENGINE = "active_data_flow.runtimes.heartbeat.engine"
+_LAZY = {
+    "FlowStore": "active_data_flow.runtimes.heartbeat.store",
+    "MemoryStore": "active_data_flow.runtimes.heartbeat.store",
+    "Worker": f"{_ENGINE}.worker",
+    "beat": f"{_ENGINE}.beat",
+    "sync": f"{_ENGINE}.sync",
+    "Executor": f"{_ENGINE}.executor",
+    "current_run": f"{_ENGINE}.executor",
+    "load_flows": f"{_ENGINE}.catalog",
+    "register_flow": f"{_ENGINE}.catalog",
+    "DeadLetterSink": f"{_ENGINE}.deadletters",
+    "replay": f"{_ENGINE}.deadletters",
+}
+
+
+def __getattr__(name: str) -> Any:
+    # The store and the engine (SQLAlchemy, Alembic, croniter) load on first use only.
+    where = _LAZY.get(name)
+    if where is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(where), name)
+    globals()[name] = value
+    return value

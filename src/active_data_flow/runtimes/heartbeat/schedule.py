@@ -24,7 +24,7 @@ from croniter import croniter
 
 from active_data_flow.errors import ConfigurationError
 
-__all__ = ["Schedule", "schedule_of"]
+__all__ = ["Schedule", "interval_of", "schedule_of"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +81,16 @@ def _second_occurrence(moment: datetime, zone: ZoneInfo) -> bool:
     # Read as its first occurrence, the same wall-clock time has another UTC offset.
     first = moment.replace(tzinfo=None).replace(tzinfo=zone, fold=0)
     return first.utcoffset() != moment.utcoffset()
+
+
+def interval_of(runtime_spec: dict[str, Any]) -> float | str | None:
+    """A runtime spec's ``interval`` as written (seconds or cron), ``None`` when the flow runs
+    on demand only (no interval, or the runtime is disabled). Does not validate."""
+    config = runtime_spec.get("config") or {}
+    if config.get("enabled", True) is False:
+        return None
+    value = config.get("interval")
+    return value if isinstance(value, (int, float, str)) and not isinstance(value, bool) else None
 
 
 def schedule_of(runtime_spec: dict[str, Any]) -> Schedule | None:

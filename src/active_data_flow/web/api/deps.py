@@ -7,8 +7,9 @@ from typing import Annotated, Any
 from fastapi import Depends, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 
-from active_data_flow.runtimes.heartbeat import FlowStore
-from active_data_flow.web.api.schemas import NAME_PATTERN, ErrorOut
+from active_data_flow.flow import FLOW_NAME_PATTERN
+from active_data_flow.runtimes.heartbeat.store import Store as AnyStore
+from active_data_flow.web.api.schemas import ErrorOut
 from active_data_flow.web.settings import WebSettings
 
 __all__ = [
@@ -24,7 +25,7 @@ __all__ = [
 ]
 
 
-def get_store(request: Request) -> FlowStore:
+def get_store(request: Request) -> AnyStore:
     """The app's flow store."""
     return request.app.state.store  # type: ignore[no-any-return]
 
@@ -34,8 +35,8 @@ def get_settings(request: Request) -> WebSettings:
     return request.app.state.settings  # type: ignore[no-any-return]
 
 
-Store = Annotated[FlowStore, Depends(get_store)]
-FlowNamePath = Annotated[str, Path(pattern=NAME_PATTERN, description="The flow's name.")]
+Store = Annotated[AnyStore, Depends(get_store)]
+FlowNamePath = Annotated[str, Path(pattern=FLOW_NAME_PATTERN, description="The flow's name.")]
 Offset = Annotated[int, Query(ge=0, le=2**31, description="Matching records to skip.")]
 Limit = Annotated[int, Query(ge=1, le=1000, description="Page size.")]
 

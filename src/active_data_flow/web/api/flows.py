@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query, Response
 
+from active_data_flow.runtimes.heartbeat.engine.deadletters import replay
 from active_data_flow.web.api.deps import (
     FlowNamePath,
     Limit,
@@ -74,7 +75,7 @@ def create_flow(
     Types resolve through the connector registry only; an unknown type or a bad option is
     a 422 naming it, and nothing is stored.
     """
-    return flow_view(store.create_flow(spec_dict(spec), paused=paused))
+    return flow_view(store.create_flow(spec, paused=paused))
 
 
 @router.get("/{name}", response_model=FlowOut, operation_id="get_flow",
@@ -86,13 +87,15 @@ def get_flow(store: Store, name: FlowNamePath) -> dict[str, Any]:
 
 @router.patch("/{name}", response_model=FlowOut, operation_id="update_flow",
               responses=errors(404, 409, 422))
-def update_flow(store: Store, name: FlowNamePath, changes: FlowPatch) -> dict[str, Any]:
+def update_flow(
+    store: Store, name: FlowNamePath, changes: FlowPatch,  # type: ignore[valid-type]
+) -> dict[str, Any]:
     """Change a spec flow (code-defined flows change with their code).
 
     Masked secrets (``***``) sent back unchanged keep their stored values.
     """
     current = store.get_flow(name)
-    patch = unmask(spec_dict(changes), current.spec)
+    patch = unmask(spec_dict(changes), current.spec.to_dict())
     return flow_view(store.update_flow(name, patch))
 
 
@@ -181,4 +184,4 @@ def replay_dead_letters(
 ) -> dict[str, Any]:
     """Send dead letters through the flow's transform and sinks again."""
     ids = body.ids if body is not None else None
-    return replay_view(store.replay_dead_letters(name, ids))
+    return replay_view(replay(store, name, ids))

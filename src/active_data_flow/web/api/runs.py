@@ -6,15 +6,10 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
 
+from active_data_flow.flow import FLOW_NAME_PATTERN
 from active_data_flow.registry import available_connectors, available_runtimes
 from active_data_flow.web.api.deps import Limit, Offset, Store, errors
-from active_data_flow.web.api.schemas import (
-    MAX_ID,
-    NAME_PATTERN,
-    ConnectorTypes,
-    RunOut,
-    RunPage,
-)
+from active_data_flow.web.api.schemas import MAX_ID, ConnectorTypes, RunOut, RunPage
 from active_data_flow.web.views import page_view, run_view
 
 __all__ = ["router"]
@@ -26,7 +21,7 @@ router = APIRouter()
             responses=errors(404, 422))
 def list_runs(
     store: Store, offset: Offset = 0, limit: Limit = 50,
-    flow: Annotated[str | None, Query(pattern=NAME_PATTERN)] = None,
+    flow: Annotated[str | None, Query(pattern=FLOW_NAME_PATTERN)] = None,
     status: Annotated[Literal["pending", "running", "succeeded", "failed", "cancelled"]
                       | None, Query()] = None,
 ) -> dict[str, Any]:

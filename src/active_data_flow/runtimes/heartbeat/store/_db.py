@@ -29,7 +29,7 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 from active_data_flow._sql import is_transient_db_error
 from active_data_flow.errors import ConfigurationError
-from active_data_flow.runtimes.heartbeat.records import StoreNotMigrated, StoreUnavailable
+from active_data_flow.runtimes.heartbeat.store.records import StoreNotMigrated, StoreUnavailable
 
 __all__ = ["DEFAULT_URL", "Database", "is_transient_db_error", "resolve_url", "same_database"]
 

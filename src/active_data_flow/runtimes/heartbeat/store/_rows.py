@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import fields
 from typing import Any, TypeAlias
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Row
 
-from active_data_flow.runtimes.heartbeat.models import flows, runs
-from active_data_flow.runtimes.heartbeat.records import (
+from active_data_flow.flow import FlowSpec
+from active_data_flow.runtimes.heartbeat.schedule import interval_of
+from active_data_flow.runtimes.heartbeat.store.models import flows, runs
+from active_data_flow.runtimes.heartbeat.store.records import (
     DeadLetter,
     FlowRecord,
     PartitionRecord,
     RunRecord,
+    RunStatus,
     WorkerRecord,
 )
 
@@ -25,7 +27,6 @@ __all__ = [
     "partition_record",
     "run_record",
     "run_select",
-    "truncate",
     "worker_record",
 ]
 
@@ -33,18 +34,6 @@ __all__ = [
 AnyRow: TypeAlias = Row[*tuple[Any, ...]]
 
 _live = runs.alias("live")
-
-#: Limits that keep error texts inside every database's TEXT type.
-MAX_ERROR = 8_000
-MAX_TRACEBACK = 30_000
-
-
-def truncate(text: str | None, limit: int) -> str | None:
-    """``text`` cut to ``limit`` characters, marking the cut."""
-    if text is None or len(text) <= limit:
-        return text
-    return text[: limit - 20] + "\n... (truncated)"
-
 
 def flow_select() -> sa.Select[Any]:
     """Flows with their live run (the pending or running one), if any."""
@@ -59,15 +48,13 @@ def flow_select() -> sa.Select[Any]:
 def flow_record(row: AnyRow) -> FlowRecord:
     """A FlowRecord from a :func:`flow_select` row."""
     m = row._mapping
-    live_running = m["live_status"] == "running"
+    spec = FlowSpec.model_validate(m["spec"])
     return FlowRecord(
-        id=m["id"], name=m["name"], origin=m["origin"], status=m["status"],
-        source=m["source"], sinks=list(m["sinks"]), runtime=m["runtime"],
-        dead_letter_sink=m["dead_letter_sink"], on_error=m["on_error"],
-        batch_size=m["batch_size"], triggers=list(m["triggers"] or []),
-        transform=m["transform"], cursor=m["cursor"], cursor_updated_at=m["cursor_updated_at"],
+        id=m["id"], spec=spec, origin=m["origin"], status=m["status"],
+        schedule=interval_of(m["spec"].get("runtime") or {}),
+        cursor=m["cursor"], cursor_updated_at=m["cursor_updated_at"],
         next_run_at=m["live_due_at"] if m["live_status"] == "pending" else None,
-        running_run_id=m["live_id"] if live_running else None,
+        running_run_id=m["live_id"] if m["live_status"] == "running" else None,
         rerun_requested=bool(m["rerun_requested"]), last_run_id=m["last_run_id"],
         last_run_status=m["last_run_status"], last_run_at=m["last_run_at"],
         last_error=m["last_error"], code_error=m["code_error"],
@@ -85,39 +72,31 @@ def run_select() -> sa.Select[Any]:
 def run_record(row: AnyRow) -> RunRecord:
     """A RunRecord from a :func:`run_select` row."""
     m = row._mapping
-    return RunRecord(
-        id=m["id"], flow_id=m["flow_id"], flow=m["flow_name"], status=m["status"],
-        trigger=m["trigger"], due_at=m["due_at"], worker_id=m["worker_id"],
-        attempt=m["attempt"], started_at=m["started_at"], heartbeat_at=m["heartbeat_at"],
-        lease_expires_at=m["lease_expires_at"], ended_at=m["ended_at"], read=m["read"],
-        written=m["written"], skipped=m["skipped"], failed=m["failed"], batches=m["batches"],
-        duration_s=m["duration_s"], cursor_start=m["cursor_start"],
-        cursor_end=m["cursor_end"], error_type=m["error_type"], error=m["error"],
-        traceback=m["traceback"], created_at=m["created_at"],
-    )
+    return RunRecord.model_construct(
+        **{name: m[name] for name in _RUN_COLUMNS}, flow=m["flow_name"],
+        status=RunStatus(m["status"]))
 
 
 def dead_letter_record(row: AnyRow) -> DeadLetter:
     """A DeadLetter from a row of ``adf_dead_letters``."""
     m = row._mapping
-    return DeadLetter(
-        id=m["id"], flow=m["flow"], run_id=m["run_id"], position=m["position"],
-        error_type=m["error_type"], error=m["error"], message=m["message"],
-        metadata=m["meta"] or {}, failed_at=m["failed_at"], replayed_at=m["replayed_at"],
-        replay_error=m["replay_error"], replay_attempts=m["replay_attempts"],
-    )
+    return DeadLetter.model_construct(
+        **{name: m[name] for name in _LETTER_COLUMNS}, metadata=m["meta"] or {})
 
 
 def worker_record(row: AnyRow) -> WorkerRecord:
     """A WorkerRecord from a row of ``adf_workers``."""
-    m = row._mapping
-    return WorkerRecord(
-        id=m["id"], hostname=m["hostname"], pid=m["pid"], started_at=m["started_at"],
-        last_beat_at=m["last_beat_at"], beats=m["beats"], last_claimed=m["last_claimed"],
-    )
+    return WorkerRecord.model_construct(**dict(row._mapping))
 
 
 def partition_record(row: AnyRow) -> PartitionRecord:
     """A PartitionRecord from a row of ``adf_partitions``."""
     m = row._mapping
-    return PartitionRecord(**{f.name: m[f.name] for f in fields(PartitionRecord)})
+    return PartitionRecord.model_construct(
+        **{name: m[name] for name in _PART_COLUMNS}, status=RunStatus(m["status"]))
+
+
+# Rows are the store's own, already valid: records are constructed without validation.
+_RUN_COLUMNS = [n for n in RunRecord.model_fields if n not in ("flow", "status")]
+_LETTER_COLUMNS = [n for n in DeadLetter.model_fields if n != "metadata"]
+_PART_COLUMNS = [n for n in PartitionRecord.model_fields if n != "status"]

@@ -15,13 +15,13 @@ from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from active_data_flow.runtimes.heartbeat.beat import beat
-from active_data_flow.runtimes.heartbeat.execution import default_worker_id
-from active_data_flow.runtimes.heartbeat.records import BeatSummary
-from active_data_flow.runtimes.heartbeat.registration import FlowTarget, load_flows
+from active_data_flow.runtimes.heartbeat.engine.beat import BeatSummary, beat
+from active_data_flow.runtimes.heartbeat.engine.catalog import FlowTarget, load_flows
+from active_data_flow.runtimes.heartbeat.engine.executor import Executor
+from active_data_flow.runtimes.heartbeat.store import ClaimedRun
 
 if TYPE_CHECKING:
-    from active_data_flow.runtimes.heartbeat.store import FlowStore
+    from active_data_flow.runtimes.heartbeat.store import Store
 
 __all__ = ["Worker"]
 
@@ -38,7 +38,7 @@ class Worker:
         concurrency: runs executed at once within a beat.
         shutdown_timeout: seconds a stop waits for running runs to reach a checkpoint.
         flows: code-defined flows to load first (module, folder, classes; see
-            :func:`~.registration.load_flows`); by default ``ADF_FLOWS`` is loaded lazily.
+            :func:`~.catalog.load_flows`); by default ``ADF_FLOWS`` is loaded lazily.
         on_beat: called with each beat's summary (the CLI prints it).
         on_start: called once the loop runs (signal handlers, if any, installed).
 
@@ -50,7 +50,7 @@ class Worker:
 
     def __init__(
         self,
-        store: FlowStore,
+        store: Store,
         *,
         interval: float = 5.0,
         worker_id: str | None = None,
@@ -62,7 +62,8 @@ class Worker:
     ) -> None:
         self.store = store
         self.interval = interval
-        self.worker_id = worker_id or default_worker_id()
+        self.executor = Executor(store, worker_id=worker_id)
+        self.worker_id = self.executor.worker_id
         self.concurrency = concurrency
         self.shutdown_timeout = shutdown_timeout
         self.on_beat = on_beat
@@ -125,6 +126,7 @@ class Worker:
                 self._release_held()
             return clean
         finally:
+            self.executor.close()
             self._done.set()
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
@@ -156,7 +158,7 @@ class Worker:
                  extra={"action": "worker_start"})
         while not self._stop.is_set():
             try:
-                summary = beat(self.store, worker_id=self.worker_id,
+                summary = beat(self.store, executor=self.executor,
                                concurrency=self.concurrency, stop=self._stop)
                 self.beats += 1
                 self.last_summary = summary
@@ -169,18 +171,18 @@ class Worker:
         log.info("worker %s: stopped", self.worker_id, extra={"action": "worker_stop"})
 
     def _release_held(self) -> None:
-        held = self.store.leases.held()
+        held = self.executor.leases.held()
         log.warning("worker %s: %d run(s) did not reach a checkpoint within %ss; released",
                     self.worker_id, len(held), self.shutdown_timeout,
                     extra={"action": "worker_force_release"})
         for h in held:
-            if h.claim.worker_id != self.worker_id:
+            if not isinstance(h.claim, ClaimedRun) or h.claim.worker_id != self.worker_id:
                 continue
             try:
-                self.store.release(h.claim, reason=(
+                self.store.runs.release(h.claim, reason=(
                     "released: the worker stopped before the run reached a checkpoint"))
             finally:
-                self.store.leases.release(h.claim)
+                self.executor.leases.release(h.claim)
 
     def _install_handlers(self) -> dict[int, Any]:
         def handle(signum: int, _frame: FrameType | None) -> None:

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from active_data_flow.runtimes.heartbeat.models import metadata
+from active_data_flow.runtimes.heartbeat.store.models import metadata
 
 VERSION_TABLE = "adf_alembic_version"
 

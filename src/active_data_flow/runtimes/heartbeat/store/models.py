@@ -3,7 +3,8 @@
 Six tables, all prefixed ``adf_`` so they sit comfortably in a host application's database:
 
 ``adf_flows``
-    one row per flow: its specs (JSON), status, cursor and a summary of its last run.
+    one row per flow: its :class:`~active_data_flow.FlowSpec` (one JSON column), status,
+    cursor and a summary of its last run.
 ``adf_runs``
     one row per run: pending -> running -> succeeded / failed / cancelled (a running run may
     also go back to pending when its worker stops gracefully). ``live_flow_id`` equals
@@ -26,13 +27,19 @@ fraction unless asked), and read back as an aware UTC ``datetime``.
 
 from __future__ import annotations
 
-import enum
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
+
+from active_data_flow.runtimes.heartbeat.store.records import (
+    LIVE_STATUSES,
+    TERMINAL_STATUSES,
+    FlowStatus,
+    RunStatus,
+)
 
 __all__ = [
     "FLOW_STATUSES",
@@ -52,27 +59,8 @@ __all__ = [
 ]
 
 
-class FlowStatus(enum.StrEnum):
-    """Whether the heartbeat schedules a flow."""
-
-    ACTIVE = "active"
-    PAUSED = "paused"
-
-
-class RunStatus(enum.StrEnum):
-    """The life of a run: pending -> running -> succeeded / failed / cancelled."""
-
-    PENDING = "pending"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
 FLOW_STATUSES: tuple[str, ...] = tuple(s.value for s in FlowStatus)
 RUN_STATUSES: tuple[str, ...] = tuple(s.value for s in RunStatus)
-LIVE_STATUSES: tuple[str, ...] = (RunStatus.PENDING.value, RunStatus.RUNNING.value)
-TERMINAL_STATUSES: tuple[str, ...] = tuple(s for s in RUN_STATUSES if s not in LIVE_STATUSES)
 
 # Explicit constraint names keep migrations portable and let later revisions drop them.
 metadata = sa.MetaData(
@@ -129,15 +117,8 @@ flows = sa.Table(
     # "code": a DataFlow subclass in the application; "spec": created from a JSON spec.
     sa.Column("origin", sa.String(8), nullable=False),
     sa.Column("status", sa.String(16), nullable=False, server_default=FlowStatus.ACTIVE.value),
-    sa.Column("source", _json(), nullable=False),
-    sa.Column("sinks", _json(), nullable=False),
-    sa.Column("runtime", _json(), nullable=False),
-    sa.Column("dead_letter_sink", _json(), nullable=True),
-    sa.Column("on_error", sa.String(16), nullable=False, server_default="fail"),
-    sa.Column("batch_size", sa.Integer(), nullable=True),
-    sa.Column("triggers", _json(), nullable=True),
-    # A spec flow may borrow the transform (and hooks) of a code flow, named here.
-    sa.Column("transform", sa.String(200), nullable=True),
+    # The FlowSpec, whole: a new flow option needs no column (and no migration).
+    sa.Column("spec", _json(), nullable=False),
     sa.Column("spec_hash", sa.String(64), nullable=False),
     sa.Column("cursor", _json(), nullable=True),
     sa.Column("cursor_updated_at", UTCDateTime(), nullable=True),

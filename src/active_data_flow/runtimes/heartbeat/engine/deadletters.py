@@ -3,8 +3,8 @@
 A flow with ``on_error="dead_letter"`` sends each message whose transform failed (or that a
 sink refused) to its ``dead_letter_sink``. With ``{"type": "dead_letters"}`` those letters go
 to the store's ``adf_dead_letters`` table, filed under the flow and the run, where the web
-engine lists them and :meth:`FlowStore.replay_dead_letters` runs them through the flow again
-(once the bug is fixed)::
+engine lists them and :func:`replay` runs them through the flow again (once the bug is
+fixed)::
 
     class ImportOrders(DataFlow):
         source = ...
@@ -15,38 +15,21 @@ engine lists them and :meth:`FlowStore.replay_dead_letters` runs them through th
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable, Mapping
-from contextlib import nullcontext
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from pydantic import Field
 
 from active_data_flow.connector import Sink, SinkConfig
 from active_data_flow.errors import ConfigurationError
 from active_data_flow.message import Message, Untyped, as_record
-from active_data_flow.registry import register_connector, specs_trusted, untrusted_specs
-from active_data_flow.runtimes.heartbeat.records import ReplayReport
-from active_data_flow.runtimes.heartbeat.registration import build_flow
-from active_data_flow.runtimes.heartbeat.runtime import current_run
-from active_data_flow.runtimes.heartbeat.store._base import utcnow
-from active_data_flow.runtimes.heartbeat.store._db import Database
-from active_data_flow.runtimes.heartbeat.store._health import insert_dead_letters
+from active_data_flow.registry import register_connector, specs_trusted
+from active_data_flow.runtimes.heartbeat.engine.catalog import FlowCatalog, flow_for
+from active_data_flow.runtimes.heartbeat.engine.executor import current_run, trust
+from active_data_flow.runtimes.heartbeat.store import FlowStore, Store
+from active_data_flow.runtimes.heartbeat.store.records import Record
 
-if TYPE_CHECKING:
-    from active_data_flow.runtimes.heartbeat.store import FlowStore
-
-__all__ = ["DeadLetterSink", "replay"]
-
-_databases: dict[str, Database] = {}
-_lock = threading.Lock()
-
-
-def _database(url: str | None) -> Database:
-    key = url or ""
-    with _lock:
-        found = _databases.get(key)
-        if found is None:
-            found = _databases[key] = Database(url)
-        return found
+__all__ = ["DeadLetterSink", "ReplayReport", "replay"]
 
 
 @register_connector("dead_letters")
@@ -80,31 +63,42 @@ class DeadLetterSink(Sink):
         run = current_run()
         run_id = run.run_id if run is not None else None
         if self.config.database is None and run is not None:
-            db = run.store.database
+            run.store.dead_letters.add(self._pending, run_id)
         else:
-            db = _database(self.config.database)
-        insert_dead_letters(db, self._pending, run_id, utcnow())
+            with FlowStore(self.config.database, auto_upgrade=False) as store:
+                store.dead_letters.add(self._pending, run_id)
         self._pending = []
 
     def discard(self) -> None:
         self._pending = []
 
 
-def replay(store: FlowStore, flow: str, ids: Iterable[int] | None = None) -> ReplayReport:
-    """Run the flow's unreplayed dead letters (or those in ``ids``) through its transform
-    and sinks; mark those written as replayed, record why the others failed again.
+class ReplayReport(Record):
+    """What :func:`replay` did: ids replayed and ids failing again (with why)."""
 
-    Nothing is marked replayed unless every sink flushed.
+    replayed: list[int] = Field(default_factory=list)
+    failed: dict[int, str] = Field(default_factory=dict)
+    written: int = 0
+
+
+def replay(store: Store, flow: str, ids: Iterable[int] | None = None, *,
+           flows: FlowCatalog | None = None) -> ReplayReport:
+    """Run the flow's unreplayed dead letters (or those in ``ids``) through its transform
+    (as the code is now) and sinks; mark those written as replayed, record why the others
+    failed again. Nothing is marked replayed unless every sink flushed.
+
+    Raises:
+        FlowNotFound: no such flow.
+        FlowCodeError: the flow's code is not loaded.
     """
-    record = store.get_flow(flow)
-    built = build_flow(record)
-    letters = store.dead_letters_for_replay(flow, ids)
+    record = store.flows.get(flow)
+    built = flow_for(record, flows=flows)
+    letters = store.dead_letters.for_replay(flow, ids)
     replayed: list[int] = []
     failed: dict[int, str] = {}
     written = 0
-    guard = untrusted_specs() if record.origin == "spec" else nullcontext()
-    with guard:
-        sinks = built.build_sinks()
+    with trust(record):
+        sinks = built.spec.build_sinks()
         ok = False
         try:
             for letter in letters:
@@ -126,8 +120,8 @@ def replay(store: FlowStore, flow: str, ids: Iterable[int] | None = None) -> Rep
                 if not ok:
                     sink.discard()
                 sink.close()
-    store.mark_replayed(replayed)
-    store.mark_replay_failed(failed)
+    store.dead_letters.mark_replayed(replayed)
+    store.dead_letters.mark_failed(failed)
     return ReplayReport(replayed=replayed, failed=failed, written=written)
 
 

@@ -1,4 +1,4 @@
-"""State and helpers every part of the store shares.
+"""What the SQL repositories share: the database, the settings, locking and scheduling.
 
 Lock order, everywhere: a flow's live run row first, then the flow row. Claiming locks only
 run rows; finishing, checkpointing and reclaiming lock the run, then its flow; pausing,
@@ -9,41 +9,42 @@ inserts never race (and the unique ``live_flow_id`` would refuse the second anyw
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+import logging
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from active_data_flow.runtimes.heartbeat.models import FlowStatus, RunStatus, flows, runs
-from active_data_flow.runtimes.heartbeat.records import FlowNotFound, FlowRecord
 from active_data_flow.runtimes.heartbeat.schedule import schedule_of
 from active_data_flow.runtimes.heartbeat.store._db import Database
 from active_data_flow.runtimes.heartbeat.store._rows import AnyRow, flow_record, flow_select
+from active_data_flow.runtimes.heartbeat.store.base import StoreSettings
+from active_data_flow.runtimes.heartbeat.store.models import flows, runs
+from active_data_flow.runtimes.heartbeat.store.records import (
+    FlowNotFound,
+    FlowRecord,
+    FlowStatus,
+    RunStatus,
+)
 
-__all__ = ["StoreBase", "utcnow"]
+__all__ = ["SqlRepository"]
+
+log = logging.getLogger(__name__)
+
+_PENDING = RunStatus.PENDING.value
 
 
-def utcnow() -> datetime:
-    """The current time, aware, in UTC."""
-    return datetime.now(UTC)
+class SqlRepository:
+    """Base of the SQL repositories: one database, the store's settings, shared helpers."""
 
-
-class StoreBase:
-    """Attributes and helpers of :class:`FlowStore` used by its parts."""
-
-    _db: Database
-    _clock: Callable[[], datetime]
-    lease_seconds: float
+    def __init__(self, db: Database, settings: StoreSettings) -> None:
+        self._db = db
+        self._settings = settings
 
     def now(self) -> datetime:
-        """The store's current time (UTC; injectable for tests with ``clock=``)."""
-        return self._clock()
-
-    def lease_until(self, now: datetime) -> datetime:
-        """When a lease renewed at ``now`` expires."""
-        return now + timedelta(seconds=self.lease_seconds)
+        """The store's current time."""
+        return self._settings.now()
 
     # -- reading -------------------------------------------------------------------------
     def _flow_by_name(self, conn: Connection, name: str) -> FlowRecord:
@@ -75,7 +76,7 @@ class StoreBase:
 
     def _lock_flow(self, conn: Connection, flow_id: int) -> AnyRow:
         row = conn.execute(
-            sa.select(flows.c.status, flows.c.runtime, flows.c.rerun_requested)
+            sa.select(flows.c.status, flows.c.spec, flows.c.rerun_requested)
             .where(flows.c.id == flow_id)
             .with_for_update()
         ).first()
@@ -92,40 +93,37 @@ class StoreBase:
             live = self._lock_live(conn, flow_id)
         return live, flow
 
-    # -- writing -------------------------------------------------------------------------
+    # -- scheduling ----------------------------------------------------------------------
     def _insert_pending(
         self, conn: Connection, flow_id: int, trigger: str, due_at: datetime, now: datetime
     ) -> int:
         """Insert the flow's next pending run (the caller holds the flow's row lock)."""
-        result = conn.execute(
-            runs.insert().values(
-                flow_id=flow_id, status=RunStatus.PENDING.value, live_flow_id=flow_id,
-                trigger=trigger, due_at=due_at, attempt=0, created_at=now,
-            )
-        )
+        result = conn.execute(runs.insert().values(
+            flow_id=flow_id, status=_PENDING, live_flow_id=flow_id, trigger=trigger,
+            due_at=due_at, attempt=0, created_at=now))
         return int(result.inserted_primary_key[0])  # type: ignore[index]
 
     def _schedule_first(
-        self, conn: Connection, flow_id: int, runtime: dict[str, Any], now: datetime
+        self, conn: Connection, flow_id: int, spec: dict[str, Any], now: datetime
     ) -> None:
         """Give an active, scheduled flow with no live run its first pending run."""
-        schedule = schedule_of(runtime)
+        schedule = schedule_of(spec.get("runtime") or {})
         if schedule is not None:
             self._insert_pending(conn, flow_id, "schedule", schedule.first_due(now), now)
 
     def _reschedule(
         self, conn: Connection, flow_id: int, live: AnyRow | None, flow: AnyRow,
-        runtime: dict[str, Any], now: datetime,
+        spec: dict[str, Any], now: datetime,
     ) -> None:
         """After a flow's schedule changed: bring its pending run in line."""
         if flow.status != FlowStatus.ACTIVE.value:
             return
-        schedule = schedule_of(runtime)
+        schedule = schedule_of(spec.get("runtime") or {})
         if live is None:
             if schedule is not None:
                 self._insert_pending(conn, flow_id, "schedule", schedule.first_due(now), now)
             return
-        if live.status != RunStatus.PENDING.value or live.trigger != "schedule":
+        if live.status != _PENDING or live.trigger != "schedule":
             return  # a running run reschedules when it ends; manual runs stay as asked
         if schedule is None:
             self._cancel_pending(conn, live.id, now, "cancelled: the flow is no longer scheduled")
@@ -134,14 +132,54 @@ class StoreBase:
             due = min(live.due_at, now + timedelta(seconds=schedule.seconds))
         else:
             due = schedule.first_due(now)
-        conn.execute(runs.update().where(runs.c.id == live.id,
-                                         runs.c.status == RunStatus.PENDING.value)
+        conn.execute(runs.update().where(runs.c.id == live.id, runs.c.status == _PENDING)
                      .values(due_at=due))
 
     def _cancel_pending(self, conn: Connection, run_id: int, now: datetime, why: str) -> int:
         return conn.execute(
-            runs.update()
-            .where(runs.c.id == run_id, runs.c.status == RunStatus.PENDING.value)
+            runs.update().where(runs.c.id == run_id, runs.c.status == _PENDING)
             .values(status=RunStatus.CANCELLED.value, live_flow_id=None, ended_at=now,
                     error=why)
         ).rowcount
+
+    def _schedule_next(
+        self, conn: Connection, flow_id: int, flow: AnyRow, previous_due: datetime,
+        now: datetime,
+    ) -> None:
+        """Insert the flow's next pending run after a run ended (the caller holds the flow's
+        row lock, and the run that ended was the flow's live run: no other can exist)."""
+        if flow.rerun_requested:  # a trigger arrived while the run ran
+            conn.execute(flows.update().where(flows.c.id == flow_id).values(
+                rerun_requested=False))
+            self._insert_pending(conn, flow_id, "manual", now, now)
+            return
+        schedule = schedule_of((flow.spec or {}).get("runtime") or {})
+        if flow.status == FlowStatus.ACTIVE.value and schedule is not None:
+            self._insert_pending(conn, flow_id, "schedule",
+                                 schedule.next_due(previous_due, now), now)
+
+    def _trigger(self, conn: Connection, flow_id: int, reason: str, now: datetime) -> int | None:
+        """Make the flow run as soon as a heartbeat comes; the id of its pending or running
+        run. A chained trigger (``reason="chain"``) never queues a run of a paused flow."""
+        live, flow = self._lock_live_then_flow(conn, flow_id)
+        if reason == "chain" and flow.status != FlowStatus.ACTIVE.value:
+            return None
+        if live is None:
+            return self._insert_pending(conn, flow_id, reason, now, now)
+        if live.status == _PENDING:
+            conn.execute(runs.update().where(runs.c.id == live.id).values(
+                due_at=min(live.due_at, now), trigger=reason))
+        else:
+            conn.execute(flows.update().where(flows.c.id == flow_id).values(
+                rerun_requested=True))
+        return int(live.id)
+
+    def _chain(self, conn: Connection, spec: dict[str, Any], now: datetime) -> None:
+        """Queue the flows a successful run triggers, in the finishing transaction."""
+        for name in spec.get("triggers") or ():
+            found = conn.execute(sa.select(flows.c.id).where(flows.c.name == name)).scalar()
+            if found is None:
+                log.error("flow %s triggers %r, which is not in the store", spec.get("name"),
+                          name, extra={"action": "chain_missing", "flow": spec.get("name")})
+                continue
+            self._trigger(conn, int(found), "chain", now)

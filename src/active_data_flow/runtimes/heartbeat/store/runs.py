@@ -1,4 +1,4 @@
-"""Runs in the store: claiming, leases, fenced writes, finishing, reclaiming, listing.
+"""Runs in SQL: claiming, leases, fenced writes, finishing, reclaiming, listing.
 
 Every write made on behalf of a running run is a guarded update ``WHERE id = :run AND
 status = 'running' AND claim_token = :token``. A claim draws a fresh token, so once a run is
@@ -9,46 +9,36 @@ fenced off (:class:`~active_data_flow.errors.RunClaimLost`) and its cursor never
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import uuid
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from active_data_flow.errors import ConfigurationError, RunClaimLost
-from active_data_flow.runtimes.heartbeat._faults import claim_guard_enabled, crash_point
-from active_data_flow.runtimes.heartbeat.models import (
-    RUN_STATUSES,
-    FlowStatus,
-    RunStatus,
-    flows,
-    runs,
-    workers,
-)
-from active_data_flow.runtimes.heartbeat.records import (
-    ClaimedRun,
-    Page,
-    RunCounts,
-    RunNotFound,
-    RunRecord,
-)
-from active_data_flow.runtimes.heartbeat.schedule import schedule_of
-from active_data_flow.runtimes.heartbeat.store._base import StoreBase
+from active_data_flow.errors import ConfigurationError, RunClaimLost, WorkerLost
 from active_data_flow.runtimes.heartbeat.store._rows import (
-    MAX_ERROR,
-    MAX_TRACEBACK,
     flow_record,
     flow_select,
     run_record,
     run_select,
-    truncate,
+)
+from active_data_flow.runtimes.heartbeat.store._shared import SqlRepository
+from active_data_flow.runtimes.heartbeat.store.base import MAX_ERROR, describe, truncate
+from active_data_flow.runtimes.heartbeat.store.models import RUN_STATUSES, flows, runs
+from active_data_flow.runtimes.heartbeat.store.records import (
+    ClaimedRun,
+    FlowStats,
+    FlowStatus,
+    Page,
+    RunCounts,
+    RunNotFound,
+    RunRecord,
+    RunStatus,
 )
 
-__all__ = ["RunsMixin"]
+__all__ = ["SqlRuns", "lost"]
 
 log = logging.getLogger(__name__)
 
@@ -61,47 +51,39 @@ def _guard(claim: ClaimedRun) -> tuple[sa.ColumnElement[bool], ...]:
             runs.c.claim_token == claim.token)
 
 
-class RunsMixin(StoreBase):
-    """The run half of :class:`FlowStore`: what heartbeats and workers call."""
+def lost(claim: ClaimedRun) -> RunClaimLost:
+    """The error of a write refused because ``claim`` no longer holds its run."""
+    return RunClaimLost(
+        f"run {claim.run_id} of flow {claim.flow.name!r}: worker {claim.worker_id!r} no "
+        "longer holds its claim (it was reclaimed after its lease expired, released, or "
+        "finished); this write was rejected")
+
+
+class SqlRuns(SqlRepository):
+    """The runs repository on a SQL database (see :class:`~.base.RunRepository`)."""
 
     # -- claiming ------------------------------------------------------------------------
     def claim_due(self, worker_id: str, *, limit: int | None = None) -> list[ClaimedRun]:
-        """Claim due pending runs for ``worker_id``: exactly once, however many callers.
-
-        PostgreSQL and MariaDB lock the due rows with ``FOR UPDATE SKIP LOCKED`` (a
+        """PostgreSQL and MariaDB lock the due rows with ``FOR UPDATE SKIP LOCKED`` (a
         concurrent caller takes the others); SQLite serialises callers with an immediate
-        transaction. Either way the update is guarded on ``status = 'pending'``. Each claimed
-        run gets a lease of ``lease_seconds``, which its executor must renew.
-        """
-        guarded = claim_guard_enabled()
-
+        transaction. Either way the update is guarded on ``status = 'pending'``."""
         def work(conn: Connection) -> list[ClaimedRun]:
             now = self.now()
             query = (sa.select(runs.c.id).where(runs.c.status == _PENDING, runs.c.due_at <= now)
-                     .order_by(runs.c.due_at, runs.c.id))
+                     .order_by(runs.c.due_at, runs.c.id).with_for_update(skip_locked=True))
             if limit is not None:
                 query = query.limit(limit)
-            if guarded:
-                query = query.with_for_update(skip_locked=True)
             ids = list(conn.execute(query).scalars())
             if not ids:
                 return []
-            # Without the guard (a test switch) claims are not exclusive: no status check and
-            # one shared token, so a second claimer does not fence the first off either.
-            token = uuid.uuid4().hex if guarded else "unguarded".ljust(32, "-")
-            update = runs.update().where(runs.c.id.in_(ids))
-            if guarded:
-                update = update.where(runs.c.status == _PENDING)
-            conn.execute(update.values(claim_token=token, **self._claim_values(worker_id, now)))
+            token = uuid.uuid4().hex
+            conn.execute(runs.update().where(runs.c.id.in_(ids), runs.c.status == _PENDING)
+                         .values(claim_token=token, **self._claim_values(worker_id, now)))
             return self._claimed(conn, ids, token, worker_id)
 
-        claimed = self._db.transact(work)
-        if claimed:
-            crash_point("after_claim")
-        return claimed
+        return self._db.transact(work)
 
-    def claim_run(self, run_id: int, worker_id: str) -> ClaimedRun | None:
-        """Claim one pending run by id, due or not (``None`` if it is not pending)."""
+    def claim(self, run_id: int, worker_id: str) -> ClaimedRun | None:
         def work(conn: Connection) -> ClaimedRun | None:
             now = self.now()
             token = uuid.uuid4().hex
@@ -113,20 +95,38 @@ class RunsMixin(StoreBase):
 
         return self._db.transact(work)
 
-    def adopt_run(self, run_id: int, token: str, worker_id: str) -> ClaimedRun | None:
-        """Take over a claimed run from the process that claimed it (a task queue's worker
-        executing what a heartbeat claimed), presenting the claim's token.
-
-        Returns ``None`` when the claim is no longer valid (reclaimed, released, finished).
-        """
+    def adopt(self, run_id: int, token: str, worker_id: str) -> ClaimedRun | None:
         def work(conn: Connection) -> ClaimedRun | None:
             now = self.now()
             changed = conn.execute(runs.update().where(
                 runs.c.id == run_id, runs.c.status == _RUNNING, runs.c.claim_token == token
             ).values(worker_id=worker_id, heartbeat_at=now,
-                     lease_expires_at=self.lease_until(now))).rowcount
+                     lease_expires_at=self._settings.lease_until(now))).rowcount
             claimed = self._claimed(conn, [run_id], token, worker_id) if changed else []
             return claimed[0] if claimed else None
+
+        return self._db.transact(work)
+
+    def dispatched(self, run_id: int, token: str) -> ClaimedRun | None:
+        def work(conn: Connection) -> ClaimedRun | None:
+            row = conn.execute(sa.select(runs.c.worker_id, runs.c.flow_id, runs.c.attempt,
+                                         runs.c.trigger)
+                               .where(runs.c.id == run_id, runs.c.status == _RUNNING,
+                                      runs.c.claim_token == token)).first()
+            if row is None:
+                return None
+            flow = self._flow_by_id(conn, row.flow_id)
+            return ClaimedRun(run_id=run_id, token=token, worker_id=row.worker_id or "",
+                              flow=flow, attempt=row.attempt, trigger=row.trigger,
+                              cursor=flow.cursor)
+
+        return self._db.transact(work, write=False)
+
+    def hold_dispatched(self, claim: ClaimedRun, seconds: float) -> bool:
+        def work(conn: Connection) -> bool:
+            now = self.now()
+            return bool(conn.execute(runs.update().where(*_guard(claim)).values(
+                heartbeat_at=now, lease_expires_at=now + timedelta(seconds=seconds))).rowcount)
 
         return self._db.transact(work)
 
@@ -140,7 +140,7 @@ class RunsMixin(StoreBase):
             # The run starts where the flow's cursor is now: nobody can move it while held.
             "cursor_start": sa.case((runs.c.cursor_start.is_(None), flow_cursor),
                                     else_=runs.c.cursor_start),
-            "heartbeat_at": now, "lease_expires_at": self.lease_until(now),
+            "heartbeat_at": now, "lease_expires_at": self._settings.lease_until(now),
             "error": None, "error_type": None, "traceback": None,
         }
 
@@ -161,70 +161,47 @@ class RunsMixin(StoreBase):
 
     # -- while running -------------------------------------------------------------------
     def renew(self, claims: Iterable[ClaimedRun]) -> set[int]:
-        """Extend the leases of ``claims``; return the ids of those no longer held."""
         claims = list(claims)
         if not claims:
             return set()
 
         def work(conn: Connection) -> set[int]:
             now = self.now()
-            until = self.lease_until(now)
-            lost = set()
+            until = self._settings.lease_until(now)
+            gone = set()
             for claim in claims:
                 changed = conn.execute(runs.update().where(*_guard(claim)).values(
                     heartbeat_at=now, lease_expires_at=until)).rowcount
                 if not changed:
-                    lost.add(claim.run_id)
-            return lost
+                    gone.add(claim.run_id)
+            return gone
 
         return self._db.transact(work)
 
     def begin_attempt(self, claim: ClaimedRun, attempt: int) -> tuple[Any, RunCounts]:
-        """Record that attempt ``attempt`` starts; return the flow's cursor (where it
-        resumes) and the run's counts so far (from earlier attempts, or before a release).
-
-        Raises:
-            RunClaimLost: the claim is no longer held.
-        """
         def work(conn: Connection) -> tuple[Any, RunCounts]:
             now = self.now()
             row = conn.execute(sa.select(runs, flows.c.cursor.label("flow_cursor"))
                                .join(flows, flows.c.id == runs.c.flow_id)
                                .where(*_guard(claim))).first()
             if row is None:
-                raise self._lost(claim)
+                raise lost(claim)
             values: dict[str, Any] = {"attempt": attempt, "heartbeat_at": now,
-                                      "lease_expires_at": self.lease_until(now)}
+                                      "lease_expires_at": self._settings.lease_until(now)}
             if row.cursor_start is None:
                 values["cursor_start"] = row.flow_cursor
             if not conn.execute(runs.update().where(*_guard(claim)).values(**values)).rowcount:
-                raise self._lost(claim)
+                raise lost(claim)
             return row.flow_cursor, RunCounts.of(row)
 
         return self._db.transact(work)
 
-    def start_attempt(self, claim: ClaimedRun, attempt: int, cursor: Any) -> RunCounts:
-        """Like :meth:`begin_attempt`, for a caller that read the cursor itself; returns the
-        run's counts so far.
-
-        Raises:
-            RunClaimLost: the claim is no longer held.
-        """
-        del cursor  # the run's starting cursor is the flow's, read in the same transaction
-        return self.begin_attempt(claim, attempt)[1]
-
-    def flow_cursor(self, flow_id: int) -> Any:
-        """The flow's saved cursor."""
-        return self._db.transact(lambda conn: conn.execute(
-            sa.select(flows.c.cursor).where(flows.c.id == flow_id)).scalar(), write=False)
-
     def progress(self, claim: ClaimedRun, counts: RunCounts, *, error: str | None = None,
                  error_type: str | None = None) -> bool:
-        """Record a run's counts so far (and renew its lease); False if the claim is lost."""
         def work(conn: Connection) -> bool:
             now = self.now()
             values: dict[str, Any] = {**counts.values(), "heartbeat_at": now,
-                                      "lease_expires_at": self.lease_until(now)}
+                                      "lease_expires_at": self._settings.lease_until(now)}
             if error is not None:
                 values.update(error=truncate(error, MAX_ERROR), error_type=error_type)
             return bool(conn.execute(runs.update().where(*_guard(claim)).values(**values))
@@ -232,22 +209,15 @@ class RunsMixin(StoreBase):
 
         return self._db.transact(work)
 
-    def checkpoint(self, claim: ClaimedRun, cursor: Any, conn: Connection | None = None) -> None:
-        """Save the flow's cursor for a held run: in its own transaction, or through ``conn``
-        (a sink's open transaction on this same database, so it commits with the batch).
-
-        Raises:
-            RunClaimLost: the claim is no longer held; nothing was written (and through
-                ``conn``, the sink's transaction must roll back).
-        """
+    def checkpoint(self, claim: ClaimedRun, cursor: Any, conn: Any = None) -> None:
         def work(c: Connection) -> None:
             now = self.now()
             # The run row first (it is the lock a reclaim needs), then the flow row.
             changed = c.execute(runs.update().where(*_guard(claim)).values(
                 cursor_end=cursor, heartbeat_at=now,
-                lease_expires_at=self.lease_until(now))).rowcount
+                lease_expires_at=self._settings.lease_until(now))).rowcount
             if not changed:
-                raise self._lost(claim)
+                raise lost(claim)
             c.execute(flows.update().where(flows.c.id == claim.flow.id).values(
                 cursor=cursor, cursor_updated_at=now))
 
@@ -256,34 +226,15 @@ class RunsMixin(StoreBase):
         else:
             self._db.transact(work)
 
-    def _lost(self, claim: ClaimedRun) -> RunClaimLost:
-        return RunClaimLost(
-            f"run {claim.run_id} of flow {claim.flow.name!r}: worker {claim.worker_id!r} no "
-            "longer holds its claim (it was reclaimed after its lease expired, released, or "
-            "finished); this write was rejected"
-        )
-
     # -- ending --------------------------------------------------------------------------
     def finish(
         self, claim: ClaimedRun, status: RunStatus, counts: RunCounts, *,
         duration_s: float | None = None, error: BaseException | str | None = None,
-        error_type: str | None = None, traceback: str | None = None,
         code_error: str | None = None,
     ) -> RunRecord:
-        """End a held run as succeeded, failed or cancelled, and schedule the flow's next run.
-
-        The flow's summary (last run, last error, code error) is updated, and when the flow
-        is active and scheduled (or a trigger arrived meanwhile) its next pending run is
-        inserted, all in one transaction.
-
-        Raises:
-            RunClaimLost: the claim is no longer held (nothing was written).
-        """
         if status not in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED):
             raise ConfigurationError(f"cannot finish a run as {status!r}", option="status")
-        described_type, message = _describe(error)
-        error_type = error_type or described_type
-
+        error_type, message, trace = describe(error)
         tries: list[int] = []
 
         def work(conn: Connection) -> RunRecord:
@@ -292,23 +243,22 @@ class RunsMixin(StoreBase):
             changed = conn.execute(runs.update().where(*_guard(claim)).values(
                 status=status.value, live_flow_id=None, claim_token=None, ended_at=now,
                 heartbeat_at=now, lease_expires_at=None, duration_s=duration_s,
-                error_type=error_type, error=truncate(message, MAX_ERROR),
-                traceback=truncate(traceback, MAX_TRACEBACK), **counts.values())).rowcount
+                error_type=error_type, error=message, traceback=trace,
+                **counts.values())).rowcount
             if not changed:
                 if len(tries) == 1:
-                    raise self._lost(claim)
+                    raise lost(claim)
                 return self._already_finished(conn, claim, status)
-            crash_point("while_finishing")
             conn.execute(flows.update().where(flows.c.id == claim.flow.id).values(
                 last_run_id=claim.run_id, last_run_status=status.value, last_run_at=now,
-                last_error=truncate(message, MAX_ERROR), code_error=code_error))
+                last_error=message, code_error=code_error))
             # The flow row is locked by the update above: its status is current.
-            row = conn.execute(run_select().add_columns(
-                flows.c.status.label("flow_status"), flows.c.runtime.label("flow_runtime"),
-                flows.c.rerun_requested).where(runs.c.id == claim.run_id)).one()
-            record = run_record(row)
-            self._schedule_next(conn, claim.flow.id, row.flow_status, row.flow_runtime,
-                                bool(row.rerun_requested), record.due_at, now)
+            flow = self._lock_flow(conn, claim.flow.id)
+            record = run_record(conn.execute(run_select().where(runs.c.id == claim.run_id))
+                                .one())
+            self._schedule_next(conn, claim.flow.id, flow, record.due_at, now)
+            if status == RunStatus.SUCCEEDED:
+                self._chain(conn, flow.spec, now)
             return record
 
         return self._db.transact(work)
@@ -321,61 +271,30 @@ class RunsMixin(StoreBase):
         row = conn.execute(run_select().where(runs.c.id == claim.run_id)).first()
         if row is not None and row.status == status.value and row.worker_id == claim.worker_id:
             return run_record(row)
-        raise self._lost(claim)
-
-    def _schedule_next(
-        self, conn: Connection, flow_id: int, flow_status: str, runtime: dict[str, Any],
-        rerun: bool, previous_due: datetime, now: datetime,
-    ) -> None:
-        """Insert the flow's next pending run after a run ended (the caller holds the flow's
-        row lock, and the run that ended was the flow's live run: no other can exist)."""
-        if rerun:  # a trigger arrived while the run ran
-            conn.execute(flows.update().where(flows.c.id == flow_id).values(
-                rerun_requested=False))
-            self._insert_pending(conn, flow_id, "manual", now, now)
-            return
-        schedule = schedule_of(runtime)
-        if flow_status == FlowStatus.ACTIVE.value and schedule is not None:
-            self._insert_pending(conn, flow_id, "schedule",
-                                 schedule.next_due(previous_due, now), now)
+        raise lost(claim)
 
     def release(
         self, claim: ClaimedRun, counts: RunCounts | None = None, *, reason: str
     ) -> RunRecord | None:
-        """Give a held run back: it becomes pending again, due now, keeping its counts and
-        the flow's cursor (a graceful stop). A paused flow's run is cancelled instead.
-        ``counts`` (the run's totals so far) are recorded when given.
-
-        Returns the run, or ``None`` when the claim was already lost.
-        """
         def work(conn: Connection) -> bool:
             now = self.now()
-            flow = self._flow_status(conn, claim.flow.id)
+            flow = conn.execute(sa.select(flows.c.status).where(
+                flows.c.id == claim.flow.id)).scalar()
             if flow == FlowStatus.PAUSED.value:
                 values: dict[str, Any] = {"status": RunStatus.CANCELLED.value,
                                           "live_flow_id": None, "ended_at": now}
             else:
                 values = {"status": _PENDING, "due_at": now}
-            changed = conn.execute(runs.update().where(*_guard(claim)).values(
+            return bool(conn.execute(runs.update().where(*_guard(claim)).values(
                 claim_token=None, heartbeat_at=now, lease_expires_at=None, error=reason,
-                error_type=None, **values, **(counts.values() if counts else {}))).rowcount
-            return bool(changed)
+                error_type=None, **values, **(counts.values() if counts else {}))).rowcount)
 
         if not self._db.transact(work):
             return None
-        return self.get_run(claim.run_id)
-
-    def _flow_status(self, conn: Connection, flow_id: int) -> str | None:
-        return conn.execute(sa.select(flows.c.status).where(flows.c.id == flow_id)).scalar()
+        return self.get(claim.run_id)
 
     # -- recovering from dead workers ----------------------------------------------------
     def reclaim_expired(self, *, limit: int = 100) -> list[int]:
-        """Fail running runs whose lease expired (their worker died or hung) and give each
-        flow a recovery run, due now, that resumes from the flow's cursor.
-
-        Runs that still renew their lease are never touched; terminal runs never are.
-        Returns the ids of the runs reclaimed.
-        """
         def work(conn: Connection) -> list[int]:
             now = self.now()
             expired = conn.execute(
@@ -386,14 +305,16 @@ class RunsMixin(StoreBase):
             ).all()
             reclaimed = []
             for row in expired:
-                message = (f"worker {row.worker_id!r} stopped renewing its lease (expired at "
-                           f"{row.lease_expires_at:%Y-%m-%d %H:%M:%S} UTC); the run was "
-                           "reclaimed and the flow resumes from its last checkpoint")
+                error = WorkerLost(
+                    f"worker {row.worker_id!r} stopped renewing its lease (expired at "
+                    f"{row.lease_expires_at:%Y-%m-%d %H:%M:%S} UTC); the run was reclaimed "
+                    "and the flow resumes from its last checkpoint")
+                error_type, message, _trace = describe(error)
                 changed = conn.execute(runs.update().where(
                     runs.c.id == row.id, runs.c.status == _RUNNING,
                     runs.c.lease_expires_at < now,
                 ).values(status=RunStatus.FAILED.value, live_flow_id=None, claim_token=None,
-                         ended_at=now, lease_expires_at=None, error_type="WorkerLost",
+                         ended_at=now, lease_expires_at=None, error_type=error_type,
                          error=message)).rowcount
                 if not changed:
                     continue
@@ -412,58 +333,21 @@ class RunsMixin(StoreBase):
                         extra={"action": "run_reclaimed", "run_id": run_id})
         return reclaimed
 
-    # -- heartbeats ----------------------------------------------------------------------
-    def record_beat(self, worker_id: str, claimed: int) -> None:
-        """Record that ``worker_id`` beat now, having claimed ``claimed`` runs."""
-        def work(conn: Connection) -> None:
-            now = self.now()
-            values = {"last_beat_at": now, "last_claimed": claimed,
-                      "beats": workers.c.beats + 1}
-            if conn.execute(workers.update().where(workers.c.id == worker_id)
-                            .values(**values)).rowcount:
-                return
-            host, _, pid = worker_id.rpartition(":")
-            try:
-                with conn.begin_nested():
-                    conn.execute(workers.insert().values(
-                        id=worker_id, hostname=host or socket.gethostname(),
-                        pid=int(pid) if pid.isdigit() else os.getpid(), started_at=now,
-                        last_beat_at=now, beats=1, last_claimed=claimed))
-            except sa.exc.IntegrityError:  # registered concurrently under the same id
-                conn.execute(workers.update().where(workers.c.id == worker_id).values(**values))
-
-        self._db.transact(work)
-
     # -- reading -------------------------------------------------------------------------
-    def get_run(self, run_id: int) -> RunRecord:
-        """The run with id ``run_id``.
-
-        Raises:
-            RunNotFound: no such run.
-        """
+    def get(self, run_id: int) -> RunRecord:
         row = self._db.transact(lambda conn: conn.execute(
             run_select().where(runs.c.id == run_id)).first(), write=False)
         if row is None:
             raise RunNotFound(f"no run with id {run_id} in the store")
         return run_record(row)
 
-    def list_runs(
+    def page(
         self, flow: str | None = None, status: str | None = None, *,
         offset: int = 0, limit: int = 50, count_limit: int | None = 10_000,
     ) -> Page[RunRecord]:
-        """A page of runs, newest first (by flow and by status, both indexed).
-
-        Args:
-            flow: only this flow's runs.
-            status: only runs in this status.
-            offset, limit: the page (limit 1..1000).
-            count_limit: count matching runs up to this many (``total_is_exact`` tells
-                whether there are more); ``None`` counts them all, which over millions of
-                runs costs a scan.
-
-        Raises:
-            FlowNotFound: ``flow`` names no flow.
-        """
+        """``count_limit``: count matching runs up to this many (``total_is_exact`` tells
+        whether there are more); ``None`` counts them all, which over millions of runs
+        costs a scan."""
         if offset < 0 or not 1 <= limit <= 1000:
             raise ConfigurationError(f"bad page offset={offset} limit={limit} (limit 1..1000)",
                                      option="limit" if offset >= 0 else "offset")
@@ -491,17 +375,54 @@ class RunsMixin(StoreBase):
                                 .order_by(page.c.id.desc())).all()
             exact = count_limit is None or total <= count_limit
             shown = int(total) if count_limit is None else min(int(total), count_limit)
-            return Page([run_record(r) for r in rows], shown, offset, limit,
-                        total_is_exact=exact)
+            return Page(items=[run_record(r) for r in rows], total=shown, offset=offset,
+                        limit=limit, total_is_exact=exact)
 
         return self._db.transact(work, write=False)
 
+    def stats(self, flow: str, *, window: int = 100) -> FlowStats:
+        if not 1 <= window <= 10_000:
+            raise ConfigurationError(f"window must be 1..10000, got {window}", option="window")
 
-def _describe(error: BaseException | str | None) -> tuple[str | None, str | None]:
-    if error is None:
-        return None, None
-    if isinstance(error, str):
-        return None, error
-    kind = type(error)
-    return f"{kind.__module__}.{kind.__qualname__}"[-200:], str(error) or kind.__name__
+        def work(conn: Connection) -> FlowStats:
+            flow_id = self._flow_id(conn, flow)
+            recent = (sa.select(runs).where(runs.c.flow_id == flow_id,
+                                            runs.c.ended_at.is_not(None))
+                      .order_by(runs.c.id.desc()).limit(window).subquery())
+            status = recent.c.status
 
+            def count_of(value: str) -> Any:
+                return sa.func.sum(sa.case((status == value, 1), else_=0))
+
+            row = conn.execute(sa.select(
+                sa.func.count(), count_of("succeeded"), count_of("failed"),
+                count_of("cancelled"), sa.func.sum(recent.c.read),
+                sa.func.sum(recent.c.written), sa.func.sum(recent.c.skipped),
+                sa.func.sum(recent.c.failed), sa.func.avg(recent.c.duration_s),
+                sa.func.max(recent.c.duration_s),
+            )).one()
+            last_ok = conn.execute(sa.select(sa.func.max(runs.c.ended_at)).where(
+                runs.c.flow_id == flow_id, runs.c.status == RunStatus.SUCCEEDED.value)).scalar()
+            n = [int(v or 0) for v in row[:8]]
+            return FlowStats(
+                flow=flow, window=window, runs=n[0], succeeded=n[1], failed=n[2],
+                cancelled=n[3], read=n[4], written=n[5], skipped=n[6], failed_records=n[7],
+                avg_duration_s=None if row[8] is None else float(row[8]),
+                max_duration_s=None if row[9] is None else float(row[9]),
+                last_success_at=last_ok,
+            )
+
+        return self._db.transact(work, write=False)
+
+    def count_live(self, *, overdue_after: datetime) -> dict[str, int]:
+        def work(conn: Connection) -> dict[str, int]:
+            def count(*where: sa.ColumnElement[bool]) -> int:
+                return int(conn.execute(sa.select(sa.func.count()).select_from(runs)
+                                        .where(*where)).scalar_one())
+
+            return {"pending": count(runs.c.status == _PENDING),
+                    "running": count(runs.c.status == _RUNNING),
+                    "overdue": count(runs.c.status == _PENDING,
+                                     runs.c.due_at < overdue_after)}
+
+        return self._db.transact(work, write=False)

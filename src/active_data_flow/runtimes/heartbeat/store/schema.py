@@ -29,13 +29,13 @@ VERSION_TABLE = "adf_alembic_version"
 
 def migrations_path() -> Path:
     """The folder holding the flow store's revision files (for a host's ``version_locations``)."""
-    return Path(str(resources.files("active_data_flow.runtimes.heartbeat") / "migrations"
+    return Path(str(resources.files("active_data_flow.runtimes.heartbeat.store") / "migrations"
                     / "versions"))
 
 
 def _config() -> Config:
     config = Config()
-    config.set_main_option("script_location", "active_data_flow.runtimes.heartbeat:migrations")
+    config.set_main_option("script_location", "active_data_flow.runtimes.heartbeat.store:migrations")
     return config
 
 
@@ -43,7 +43,8 @@ def _config() -> Config:
 def head_revision() -> str:
     """The newest revision of the ``active_data_flow`` branch."""
     head = ScriptDirectory.from_config(_config()).get_current_head()
-    assert head is not None
+    if head is None:  # only a broken installation has no revision files
+        raise RuntimeError("the flow store's migrations are missing from the installation")
     return head
 
 

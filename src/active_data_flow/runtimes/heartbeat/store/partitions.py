@@ -11,22 +11,24 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from active_data_flow.errors import RunClaimLost
-from active_data_flow.runtimes.heartbeat.models import (
-    LIVE_STATUSES,
-    TERMINAL_STATUSES,
-    RunStatus,
+from active_data_flow.runtimes.heartbeat.store._rows import partition_record, run_record, run_select
+from active_data_flow.runtimes.heartbeat.store._shared import SqlRepository
+from active_data_flow.runtimes.heartbeat.store.base import MAX_ERROR, describe, truncate
+from active_data_flow.runtimes.heartbeat.store.models import (
     concurrency_locks,
     flows,
     partitions,
     runs,
 )
-from active_data_flow.runtimes.heartbeat.records import (
+from active_data_flow.runtimes.heartbeat.store.records import (
+    LIVE_STATUSES,
+    TERMINAL_STATUSES,
     ClaimedPartition,
     ClaimedRun,
     PartitionBusy,
@@ -34,17 +36,10 @@ from active_data_flow.runtimes.heartbeat.records import (
     PartitionRecord,
     RunCounts,
     RunNotFound,
-    RunRecord,
-)
-from active_data_flow.runtimes.heartbeat.store._base import StoreBase
-from active_data_flow.runtimes.heartbeat.store._rows import (
-    MAX_ERROR,
-    MAX_TRACEBACK,
-    partition_record,
-    truncate,
+    RunStatus,
 )
 
-__all__ = ["LIMIT_RETRY_SECONDS", "PartitionsMixin"]
+__all__ = ["LIMIT_RETRY_SECONDS", "SqlPartitions"]
 
 _RUNNING = RunStatus.RUNNING.value
 _PENDING = RunStatus.PENDING.value
@@ -62,48 +57,14 @@ def _run_guard(run_id: int, token: str) -> tuple[sa.ColumnElement[bool], ...]:
     return (runs.c.id == run_id, runs.c.status == _RUNNING, runs.c.claim_token == token)
 
 
-class PartitionsMixin(StoreBase):
-    """The partition part of :class:`FlowStore`: what the Celery runtime's tasks call.
+class SqlPartitions(SqlRepository):
+    """The partitions repository on a SQL database (see :class:`~.base.PartitionRepository`).
 
     Lock order: concurrency keys, then the part, then its run, then the flow.
     """
 
-    if TYPE_CHECKING:  # provided by RunsMixin
-        def get_run(self, run_id: int) -> RunRecord: ...
-
-        def _schedule_next(
-            self, conn: Connection, flow_id: int, flow_status: str, runtime: dict[str, Any],
-            rerun: bool, previous_due: datetime, now: datetime,
-        ) -> None: ...
-
-    # -- dispatching ---------------------------------------------------------------------
-    def hold_dispatched(self, claim: ClaimedRun, seconds: float) -> bool:
-        """Stretch a claimed run's lease to ``seconds`` from now while it waits in a task
-        queue; False when the claim is no longer held."""
-        def work(conn: Connection) -> bool:
-            now = self.now()
-            return bool(conn.execute(runs.update().where(*_run_guard(claim.run_id, claim.token))
-                                     .values(heartbeat_at=now,
-                                             lease_expires_at=now + timedelta(seconds=seconds))
-                                     ).rowcount)
-
-        return self._db.transact(work)
-
-    def dispatched_run(self, run_id: int, token: str) -> ClaimedRun | None:
-        """The claim of a run a heartbeat dispatched under ``token``, while it still holds."""
-        def work(conn: Connection) -> ClaimedRun | None:
-            row = conn.execute(sa.select(runs.c.worker_id, runs.c.flow_id, runs.c.attempt,
-                                         runs.c.trigger)
-                               .where(*_run_guard(run_id, token))).first()
-            if row is None:
-                return None
-            return ClaimedRun(run_id=run_id, token=token, worker_id=row.worker_id or "",
-                              flow=self._flow_by_id(conn, row.flow_id), attempt=row.attempt,
-                              trigger=row.trigger)
-
-        return self._db.transact(work, write=False)
-
-    def open_partitions(
+    # -- dispatching ----------------------------------------------------------------------
+    def open(
         self, claim: ClaimedRun, parts: Sequence[tuple[dict[str, Any], Any]], *,
         cursor_start: Any, hold_seconds: float, concurrency_limit: int | None = None,
         concurrency_group: str | None = None, group_limit: int | None = None,
@@ -145,7 +106,7 @@ class PartitionsMixin(StoreBase):
         return self._db.transact(work)
 
     # -- claiming ------------------------------------------------------------------------
-    def claim_partition(
+    def claim(
         self, partition_id: int, worker_id: str
     ) -> ClaimedPartition | PartitionBusy | None:
         """Claim a part for ``worker_id``.
@@ -197,7 +158,7 @@ class PartitionsMixin(StoreBase):
                 status=_RUNNING, claim_token=token, worker_id=worker_id,
                 attempt=partitions.c.attempt + 1,
                 started_at=sa.func.coalesce(partitions.c.started_at, now), heartbeat_at=now,
-                lease_expires_at=self.lease_until(now)))
+                lease_expires_at=self._settings.lease_until(now)))
             conn.execute(runs.update().where(*_run_guard(part.run_id, part.run_token)).values(
                 heartbeat_at=now, lease_expires_at=now + timedelta(seconds=part.hold_seconds)))
             return ClaimedPartition(
@@ -213,7 +174,7 @@ class PartitionsMixin(StoreBase):
             *_run_guard(part.run_id, part.run_token))).first() is not None
 
     # -- while running -------------------------------------------------------------------
-    def renew_partitions(self, claims: Iterable[ClaimedPartition]) -> set[int]:
+    def renew(self, claims: Iterable[ClaimedPartition]) -> set[int]:
         """Extend the leases of held parts, and of their runs; return the ids of the parts
         no longer held (taken over, or their run was reclaimed)."""
         claims = list(claims)
@@ -223,7 +184,7 @@ class PartitionsMixin(StoreBase):
             lost = set()
             for claim in claims:
                 held = conn.execute(partitions.update().where(*_guard(claim)).values(
-                    heartbeat_at=now, lease_expires_at=self.lease_until(now))).rowcount
+                    heartbeat_at=now, lease_expires_at=self._settings.lease_until(now))).rowcount
                 run = conn.execute(runs.update().where(
                     *_run_guard(claim.run_id, claim.run_token)).values(
                     heartbeat_at=now,
@@ -234,8 +195,8 @@ class PartitionsMixin(StoreBase):
 
         return self._db.transact(work) if claims else set()
 
-    def checkpoint_partition(
-        self, claim: ClaimedPartition, cursor: Any, *, conn: Connection | None = None
+    def checkpoint(
+        self, claim: ClaimedPartition, cursor: Any, conn: Any = None
     ) -> None:
         """Save a held part's cursor (through ``conn``: in the sink's own transaction).
 
@@ -246,7 +207,7 @@ class PartitionsMixin(StoreBase):
             now = self.now()
             if not c.execute(partitions.update().where(*_guard(claim)).values(
                     cursor=cursor, heartbeat_at=now,
-                    lease_expires_at=self.lease_until(now))).rowcount:
+                    lease_expires_at=self._settings.lease_until(now))).rowcount:
                 raise _lost(claim)
 
         if conn is not None:
@@ -254,12 +215,12 @@ class PartitionsMixin(StoreBase):
         else:
             self._db.transact(work)
 
-    def partition_progress(self, claim: ClaimedPartition, counts: RunCounts) -> bool:
+    def progress(self, claim: ClaimedPartition, counts: RunCounts) -> bool:
         """Record a held part's counts so far; False when it is no longer held."""
         return bool(self._db.transact(lambda conn: conn.execute(
             partitions.update().where(*_guard(claim)).values(**counts.values())).rowcount))
 
-    def retry_partition(
+    def retry(
         self, claim: ClaimedPartition, counts: RunCounts, *, error: str,
         error_type: str | None = None,
     ) -> bool:
@@ -275,10 +236,9 @@ class PartitionsMixin(StoreBase):
         return self._db.transact(work)
 
     # -- ending --------------------------------------------------------------------------
-    def finish_partition(
+    def finish(
         self, claim: ClaimedPartition, status: RunStatus, counts: RunCounts, *,
-        duration_s: float | None = None, error: str | None = None,
-        error_type: str | None = None, traceback: str | None = None,
+        duration_s: float | None = None, error: BaseException | str | None = None,
     ) -> PartitionOutcome:
         """End a held part; when it is the run's last, end the run in the same transaction.
 
@@ -290,19 +250,22 @@ class PartitionsMixin(StoreBase):
         Raises:
             RunClaimLost: the part is no longer held (nothing was written).
         """
-        def work(conn: Connection) -> int | None:
+        error_type, message, trace = describe(error)
+
+        def work(conn: Connection) -> PartitionOutcome:
             now = self.now()
             changed = conn.execute(partitions.update().where(*_guard(claim)).values(
                 status=status.value, claim_token=None, ended_at=now, heartbeat_at=now,
                 lease_expires_at=None, duration_s=duration_s, error_type=error_type,
-                error=truncate(error, MAX_ERROR), traceback=truncate(traceback, MAX_TRACEBACK),
-                **counts.values())).rowcount
+                error=message, traceback=trace, **counts.values())).rowcount
             if not changed:
                 raise _lost(claim)
+            record = partition_record(conn.execute(sa.select(partitions).where(
+                partitions.c.id == claim.partition_id)).one())
             run = conn.execute(sa.select(runs).where(*_run_guard(claim.run_id, claim.run_token))
                                .with_for_update()).first()
             if run is None:
-                return None
+                return PartitionOutcome(record, None)
             parts = conn.execute(sa.select(partitions).where(
                 partitions.c.run_id == claim.run_id).order_by(partitions.c.part)).all()
             if any(p.status in LIVE_STATUSES for p in parts):
@@ -311,13 +274,12 @@ class PartitionsMixin(StoreBase):
                 conn.execute(runs.update().where(runs.c.id == claim.run_id).values(
                     heartbeat_at=now, **so_far.values(),
                     lease_expires_at=now + timedelta(seconds=claim.hold_seconds)))
-                return None
+                return PartitionOutcome(record, None)
             self._end_partitioned_run(conn, run, parts, now)
-            return claim.run_id
+            return PartitionOutcome(record, run_record(conn.execute(
+                run_select().where(runs.c.id == claim.run_id)).one()))
 
-        run_id = self._db.transact(work)
-        record = self.get_partition(claim.partition_id)
-        return PartitionOutcome(record, None if run_id is None else self.get_run(run_id))
+        return self._db.transact(work)
 
     def _end_partitioned_run(
         self, conn: Connection, run: Any, parts: Sequence[Any], now: datetime
@@ -342,28 +304,26 @@ class PartitionsMixin(StoreBase):
             status=status.value, live_flow_id=None, claim_token=None, ended_at=now,
             heartbeat_at=now, lease_expires_at=None,
             duration_s=(now - started).total_seconds(), error_type=error_type,
-            error=truncate(error, MAX_ERROR), traceback=truncate(trace, MAX_TRACEBACK),
+            error=truncate(error, MAX_ERROR), traceback=trace,
             cursor_end=cursor if not failed else run.cursor_start, **total.values()))
         conn.execute(flows.update().where(flows.c.id == run.flow_id).values(
             last_run_id=run.id, last_run_status=status.value, last_run_at=now,
             last_error=truncate(error, MAX_ERROR)))
         # The flow row is locked by the update above: its status is current.
-        flow = conn.execute(sa.select(flows.c.status, flows.c.runtime, flows.c.rerun_requested)
-                            .where(flows.c.id == run.flow_id)).one()
-        self._schedule_next(conn, run.flow_id, flow.status, flow.runtime,
-                            bool(flow.rerun_requested), run.due_at or now, now)
+        flow = self._lock_flow(conn, run.flow_id)
+        self._schedule_next(conn, run.flow_id, flow, run.due_at or now, now)
+        if not failed:
+            self._chain(conn, flow.spec, now)
 
     # -- reading -------------------------------------------------------------------------
-    def get_partition(self, partition_id: int) -> PartitionRecord:
-        """The part with id ``partition_id``."""
+    def get(self, partition_id: int) -> PartitionRecord:
         row = self._db.transact(lambda conn: conn.execute(
             sa.select(partitions).where(partitions.c.id == partition_id)).first(), write=False)
         if row is None:
             raise RunNotFound(f"no partition with id {partition_id} in the store")
         return partition_record(row)
 
-    def list_partitions(self, run_id: int) -> list[PartitionRecord]:
-        """The parts of run ``run_id`` in source order (empty for a run not partitioned)."""
+    def of_run(self, run_id: int) -> list[PartitionRecord]:
         rows = self._db.transact(lambda conn: conn.execute(
             sa.select(partitions).where(partitions.c.run_id == run_id)
             .order_by(partitions.c.part)).all(), write=False)

@@ -1,0 +1,305 @@
+"""One heartbeat: reclaim runs of dead workers, claim every due run, dispatch each claimed run
+through its flow's runtime, and (unless background threads take them) execute them.
+
+:func:`beat` is what ``adf heartbeat`` runs, what :class:`~.worker.Worker` runs in a loop,
+and what the web engine's ``POST /heartbeat`` calls with a :class:`BackgroundRuns` (claimed
+runs then execute in its threads, and the request is answered at once).
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import queue
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+
+from pydantic import Field
+
+from active_data_flow.errors import ConfigurationError
+from active_data_flow.runtime import Runtime
+from active_data_flow.runtimes.heartbeat.engine.executor import Executor, trust
+from active_data_flow.runtimes.heartbeat.store import (
+    ClaimedRun,
+    RunCounts,
+    RunRecord,
+    RunStatus,
+    Store,
+    StoreError,
+)
+from active_data_flow.runtimes.heartbeat.store.records import Record
+
+__all__ = ["BackgroundRuns", "BeatSummary", "beat"]
+
+log = logging.getLogger(__name__)
+
+
+class BeatSummary(Record):
+    """What one heartbeat did.
+
+    Attributes:
+        worker_id: the caller.
+        started_at: when the beat began.
+        duration_s: wall time (in background mode, of the claim only).
+        reclaimed: runs whose lease had expired, failed and replaced by a recovery run.
+        claimed: runs claimed by this beat.
+        succeeded, failed, interrupted, lost: how the runs executed here ended
+            (``lost``: the claim was taken over by another worker).
+        dispatched: runs handed to another executor (background threads, a task queue).
+        runs: the final records of the runs executed here.
+    """
+
+    worker_id: str
+    started_at: datetime
+    duration_s: float = 0.0
+    reclaimed: list[int] = Field(default_factory=list)
+    claimed: list[int] = Field(default_factory=list)
+    succeeded: list[int] = Field(default_factory=list)
+    failed: list[int] = Field(default_factory=list)
+    interrupted: list[int] = Field(default_factory=list)
+    lost: list[int] = Field(default_factory=list)
+    dispatched: list[int] = Field(default_factory=list)
+    runs: list[RunRecord] = Field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        """0 when no run failed (what ``adf heartbeat`` exits with), else 1."""
+        return 1 if self.failed else 0
+
+
+class _Dispatch:
+    """The :class:`~..runtime.Dispatch` a runtime's ``dispatch`` receives during a beat."""
+
+    def __init__(self, executor: Executor, background: bool) -> None:
+        self.store = executor.store
+        self.worker_id = executor.worker_id
+        self.background = background
+        self._executor = executor
+        self.here: list[tuple[ClaimedRun, Runtime]] = []
+        self.elsewhere: list[ClaimedRun] = []
+        self.runtime: Runtime | None = None
+
+    def run_here(self, claim: ClaimedRun) -> None:
+        assert self.runtime is not None
+        self.here.append((claim, self.runtime))
+
+    def hand_off(self, claim: ClaimedRun) -> None:
+        self._executor.leases.release(claim)
+        self.elsewhere.append(claim)
+
+
+def beat(
+    store: Store,
+    *,
+    executor: Executor | None = None,
+    worker_id: str | None = None,
+    background: BackgroundRuns | None = None,
+    limit: int | None = None,
+    concurrency: int = 1,
+    stop: threading.Event | None = None,
+) -> BeatSummary:
+    """Run one heartbeat.
+
+    Args:
+        store: the flow store.
+        executor: executes the claimed runs (default: one for this beat).
+        worker_id: who beats (default: the executor's, ``hostname:pid``); recorded on
+            claimed runs and in the store's list of workers.
+        background: return right after claiming and dispatching; runs claimed for this
+            process execute in these threads (the web engine's mode).
+        limit: claim at most this many due runs.
+        concurrency: without ``background``, how many runs execute at once (threads).
+        stop: when set, running runs stop after their current batch and become pending
+            again; claimed runs not yet started are released.
+
+    Returns:
+        What the beat did; ``exit_code`` is 1 when a run failed.
+    """
+    owned = executor is None and background is None
+    executor = executor or (background.executor if background is not None else
+                            Executor(store, worker_id=worker_id))
+    worker_id = worker_id or executor.worker_id
+    try:
+        return _beat(store, executor, worker_id, background, limit, concurrency, stop)
+    finally:
+        if owned:
+            executor.close()
+
+
+def _beat(store: Store, executor: Executor, worker_id: str, background: BackgroundRuns | None,
+          limit: int | None, concurrency: int, stop: threading.Event | None) -> BeatSummary:
+    started_at = store.now()
+    t0 = time.monotonic()
+    reclaimed = store.runs.reclaim_expired()
+    claims = store.runs.claim_due(worker_id, limit=limit)
+    for claim in claims:
+        executor.leases.hold(claim)  # queued claims must not expire while others run
+    try:
+        store.workers.record_beat(worker_id, len(claims))
+    except StoreError as exc:
+        log.warning("could not record the heartbeat: %s", exc, extra={"action": "beat_record"})
+    context = _Dispatch(executor, background is not None)
+    records = [r for r in (_dispatch(executor, claim, context) for claim in claims) if r]
+    if background is not None:
+        for claim, runtime in context.here:
+            background.submit(claim, runtime)
+    else:
+        records.extend(r for r in _execute_all(executor, context.here, concurrency, stop) if r)
+    done = {r.id for r in records}
+    here = [c.run_id for c, _ in context.here]
+    return BeatSummary(
+        worker_id=worker_id, started_at=started_at, duration_s=time.monotonic() - t0,
+        reclaimed=reclaimed, claimed=[c.run_id for c in claims],
+        succeeded=[r.id for r in records if r.status == RunStatus.SUCCEEDED],
+        failed=[r.id for r in records if r.status == RunStatus.FAILED],
+        interrupted=[r.id for r in records
+                     if r.status in (RunStatus.PENDING, RunStatus.CANCELLED)],
+        lost=[] if background is not None else [i for i in here if i not in done],
+        dispatched=[c.run_id for c in context.elsewhere]
+        + (here if background is not None else []),
+        runs=records,
+    )
+
+
+def _dispatch(executor: Executor, claim: ClaimedRun, context: _Dispatch) -> RunRecord | None:
+    """Hand one claim to its runtime; a run that cannot even be dispatched is settled here."""
+    store = executor.store
+    try:
+        with trust(claim.flow):
+            runtime = claim.flow.spec.build_runtime()
+    except ConfigurationError as exc:
+        executor.leases.release(claim)
+        try:
+            return store.runs.finish(claim, RunStatus.FAILED, RunCounts(), duration_s=0.0,
+                                     error=ConfigurationError(
+                                         f"flow {claim.flow.name!r}: its runtime cannot be "
+                                         f"built: {exc}", option=exc.option))
+        except Exception:
+            log.exception("run %s: could not record its failure; it will be reclaimed",
+                          claim.run_id)
+            return None
+    context.runtime = runtime
+    dispatch = getattr(runtime, "dispatch", None)
+    try:
+        if callable(dispatch):
+            dispatch(claim, context)
+        else:  # runtimes that know nothing of heartbeats run here, like the heartbeat's own
+            context.run_here(claim)
+    except Exception as exc:
+        log.exception("run %s: dispatch through %r failed; released for the next beat",
+                      claim.run_id, runtime, extra={"action": "dispatch_failed"})
+        executor.leases.release(claim)
+        try:
+            return store.runs.release(claim, reason=(
+                f"dispatch failed, released: {type(exc).__name__}: {exc}"))
+        except Exception:
+            log.exception("run %s: could not release it; it will be reclaimed", claim.run_id)
+            return None
+    return None
+
+
+def _execute_all(executor: Executor, claims: list[tuple[ClaimedRun, Runtime]],
+                 concurrency: int, stop: threading.Event | None) -> list[RunRecord | None]:
+    def execute(item: tuple[ClaimedRun, Runtime]) -> RunRecord | None:
+        claim, runtime = item
+        try:
+            return executor.execute(claim, stop=stop, runtime=runtime)
+        except Exception:  # one run's trouble must not keep the others from running
+            log.exception("run %s of %s: unexpected failure; it will be reclaimed when its "
+                          "lease expires", claim.run_id, claim.flow.name,
+                          extra={"action": "run_crashed", "run_id": claim.run_id})
+            return None
+
+    if concurrency <= 1 or len(claims) <= 1:
+        return [execute(item) for item in claims]
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="adf-run") as pool:
+        return list(pool.map(execute, claims))
+
+
+class BackgroundRuns:
+    """Threads that execute claimed runs after :func:`beat` returned (the web engine's).
+
+    At interpreter exit, and on :meth:`shutdown`, running runs are asked to stop after their
+    current batch; runs that do not stop in time are released (pending again), so none stays
+    ``running`` until its lease expires.
+
+    Args:
+        executor: executes the runs (and renews their leases).
+        threads: how many runs execute at once.
+    """
+
+    def __init__(self, executor: Executor, threads: int = 4) -> None:
+        self.executor = executor
+        self.threads = threads
+        self.stop = threading.Event()
+        self._queue: queue.Queue[tuple[ClaimedRun, Runtime | None] | None] = queue.Queue()
+        self._workers: list[threading.Thread] = []
+        self._pending = 0
+        self._active: dict[int, ClaimedRun] = {}
+        self._idle = threading.Condition()
+        self._lock = threading.Lock()
+        self._registered = False
+
+    def submit(self, claim: ClaimedRun, runtime: Runtime | None = None) -> None:
+        """Execute ``claim`` in a background thread."""
+        with self._lock:
+            if self.stop.is_set():
+                self.executor.store.runs.release(
+                    claim, reason="released: background runs are shut down")
+                self.executor.leases.release(claim)
+                return
+            if not self._registered:
+                atexit.register(self.shutdown)
+                self._registered = True
+            self._workers = [t for t in self._workers if t.is_alive()]
+            while len(self._workers) < self.threads:
+                thread = threading.Thread(target=self._work, daemon=True,
+                                          name=f"adf-background-{len(self._workers)}")
+                thread.start()
+                self._workers.append(thread)
+        with self._idle:
+            self._pending += 1
+        self._queue.put((claim, runtime))
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            claim, runtime = item
+            with self._idle:
+                self._active[claim.run_id] = claim
+            try:
+                self.executor.execute(claim, stop=self.stop, runtime=runtime)
+            except Exception:
+                log.exception("background run %s failed unexpectedly", claim.run_id)
+            finally:
+                with self._idle:
+                    self._active.pop(claim.run_id, None)
+                    self._pending -= 1
+                    self._idle.notify_all()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until every submitted run has ended; False on timeout."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._pending == 0, timeout)
+
+    def shutdown(self, timeout: float = 10.0) -> bool:
+        """Stop gracefully: runs stop after their batch; stragglers are released after
+        ``timeout`` seconds. Returns True when every run ended by itself."""
+        self.stop.set()
+        clean = self.wait(timeout)
+        if not clean:
+            with self._idle:
+                stragglers = list(self._active.values())
+            for claim in stragglers:  # their late writes will be fenced off
+                self.executor.store.runs.release(claim, reason=(
+                    "released: the process stopped before the run reached a checkpoint"))
+                self.executor.leases.release(claim)
+        for _ in self._workers:
+            self._queue.put(None)
+        self.executor.close()
+        return clean
+
