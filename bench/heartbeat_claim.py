@@ -28,7 +28,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from active_data_flow.runtimes.heartbeat import FlowStore, beat
-from active_data_flow.runtimes.heartbeat.models import flows, runs
+from active_data_flow.runtimes.heartbeat.store.models import flows, runs
 
 SERVERS = {
     "postgresql": os.environ.get("ADF_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432"),

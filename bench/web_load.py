@@ -34,7 +34,7 @@ import httpx
 import sqlalchemy as sa
 
 from active_data_flow.runtimes.heartbeat import FlowStore
-from active_data_flow.runtimes.heartbeat.models import flows, runs
+from active_data_flow.runtimes.heartbeat.store.models import flows, runs
 
 USER, PASSWORD = "bench", "bench-password"
 AUTH = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()

@@ -60,7 +60,7 @@ def main() -> None:
 
     step("2. Register the flows defined in code (adf sync)")
     store = FlowStore()  # ADF_DATABASE_URL; the embedded SQLite store migrates itself
-    report = store.sync()
+    report = sync(store)
     console.print(f"created {', '.join(report.created)} in {store.url}")
 
     step("3. A heartbeat runs every due flow, once")

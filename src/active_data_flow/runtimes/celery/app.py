@@ -8,30 +8,17 @@ the broker URL; workers need the broker, the flow store, and the application's f
 from __future__ import annotations
 
 import logging
-import random
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from active_data_flow.runtimes.celery.settings import CelerySettings, check_app
 from celery import Celery, bootsteps  # type: ignore[import-untyped]
 
-if TYPE_CHECKING:
-    from active_data_flow.runtimes.celery.config import CeleryConfig
+from active_data_flow.runtimes.celery.settings import CelerySettings, check_app
+from active_data_flow.runtimes.celery.tasks import register_tasks
 
-__all__ = [
-    "PARTITION_TASK",
-    "START_TASK",
-    "create_app",
-    "default_app",
-    "send_partition",
-    "send_start",
-    "set_default_app",
-]
+__all__ = ["create_app", "default_app", "set_default_app"]
 
 log = logging.getLogger(__name__)
-
-START_TASK = "active_data_flow.start_run"
-PARTITION_TASK = "active_data_flow.run_partition"
 
 _default: Celery | None = None
 _default_lock = threading.Lock()
@@ -60,22 +47,12 @@ def create_app(
     Raises:
         ConfigurationError: a bad or missing option (e.g. no broker URL).
     """
-    from active_data_flow.runtimes.celery.tasks import register_tasks
-
     settings = settings or CelerySettings.build(**options)
     app = Celery(main, set_as_current=False)
     app.conf.update(settings.celery_config())
     register_tasks(app)
     app.steps["worker"].add(SafetyCheck)
     return app
-
-
-def settings_of(app: Celery) -> CelerySettings:
-    """The runtime settings an app was created with."""
-    stored = app.conf.get("adf_settings")
-    if isinstance(stored, dict):
-        return CelerySettings.build(**stored)
-    return CelerySettings.build(broker_url=str(app.conf.broker_url or "") or None)
 
 
 def default_app() -> Celery:
@@ -93,32 +70,3 @@ def set_default_app(app: Celery | None) -> None:
     global _default
     with _default_lock:
         _default = app
-
-
-def _route(app: Celery, config: CeleryConfig) -> dict[str, Any]:
-    queue = config.queue or app.conf.task_default_queue
-    priority = config.priority
-    if str(app.conf.broker_url).startswith(("redis", "rediss")):
-        priority = 9 - priority  # kombu's Redis transport serves lower numbers first
-    return {"queue": queue, "priority": priority}
-
-
-def send_start(
-    app: Celery, run_id: int, token: str, config: CeleryConfig, *,
-    countdown: float | None = None,
-) -> None:
-    """Enqueue the task that splits a claimed run into partitions."""
-    options = _route(app, config)
-    if countdown is not None and countdown > 0:
-        options["countdown"] = countdown
-    app.send_task(START_TASK, args=(run_id, token), **options)
-
-
-def send_partition(
-    app: Celery, partition_id: int, config: CeleryConfig, *, countdown: float | None = None
-) -> None:
-    """Enqueue (or re-enqueue, after ``countdown`` seconds) the task executing a partition."""
-    options = _route(app, config)
-    if countdown is not None and countdown > 0:
-        options["countdown"] = countdown * (0.9 + 0.2 * random.random())  # spread retries
-    app.send_task(PARTITION_TASK, args=(partition_id,), **options)

@@ -47,7 +47,8 @@ class Celery(Heartbeat):
         The run's lease is first stretched to ``queue_timeout``, so that it does not expire
         while the task waits in the queue; the run's parts renew it as they progress.
         """
-        from active_data_flow.runtimes.celery.app import default_app, send_start
+        from active_data_flow.runtimes.celery.app import default_app
+        from active_data_flow.runtimes.celery.tasks import send_start
 
         context.store.runs.hold_dispatched(claim, self.config.queue_timeout)
         send_start(default_app(), claim.run_id, claim.token, self.config)

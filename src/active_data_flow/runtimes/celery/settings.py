@@ -32,7 +32,7 @@ from active_data_flow.errors import ConfigurationError
 if TYPE_CHECKING:
     from celery import Celery  # type: ignore[import-untyped]
 
-__all__ = ["BROKER_ENV", "CelerySettings", "broker_kind", "check_app"]
+__all__ = ["BROKER_ENV", "CelerySettings", "broker_kind", "check_app", "settings_of"]
 
 log = logging.getLogger(__name__)
 
@@ -223,3 +223,11 @@ def _check_redis_options(options: dict[str, Any]) -> None:
             "visibility timeout: a lost task may wait that long to be redelivered",
             interval * throttle, timeout, extra={"action": "celery_restore_slow"},
         )
+
+
+def settings_of(app: Celery) -> CelerySettings:
+    """The runtime settings an app was created with."""
+    stored = app.conf.get("adf_settings")
+    if isinstance(stored, dict):
+        return CelerySettings.build(**stored)
+    return CelerySettings.build(broker_url=str(app.conf.broker_url or "") or None)

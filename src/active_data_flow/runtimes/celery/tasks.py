@@ -16,19 +16,34 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from celery.signals import worker_process_init  # type: ignore[import-untyped]
 
+from active_data_flow.runtimes.celery import split
+from active_data_flow.runtimes.celery.config import CeleryConfig
+from active_data_flow.runtimes.celery.settings import settings_of
 from active_data_flow.runtimes.heartbeat.engine.executor import Executor
 from active_data_flow.runtimes.heartbeat.store import FlowStore
 
 if TYPE_CHECKING:
     from celery import Celery  # type: ignore[import-untyped]
 
-__all__ = ["WorkerState", "register_tasks", "worker_state"]
+__all__ = [
+    "PARTITION_TASK",
+    "START_TASK",
+    "WorkerState",
+    "register_tasks",
+    "send_partition",
+    "send_start",
+    "worker_state",
+]
+
+START_TASK = "active_data_flow.start_run"
+PARTITION_TASK = "active_data_flow.run_partition"
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +66,6 @@ _lock = threading.Lock()
 
 def worker_state(app: Celery) -> WorkerState:
     """This process's state for ``app`` (created after fork, on first use)."""
-    from active_data_flow.runtimes.celery.app import settings_of
-
     pid = os.getpid()
     with _lock:
         state = _states.get(id(app))
@@ -80,14 +93,6 @@ def _cap(app: Celery, countdown: float) -> float:
 
 def register_tasks(app: Celery) -> None:
     """Register the runtime's tasks on ``app``."""
-    from active_data_flow.runtimes.celery import split
-    from active_data_flow.runtimes.celery.app import (
-        PARTITION_TASK,
-        START_TASK,
-        send_partition,
-        send_start,
-    )
-
     # shared=False: each app gets its own tasks (Celery otherwise adds them to every app).
     options: dict[str, Any] = {"bind": True, "acks_late": True, "reject_on_worker_lost": True,
                                "ignore_result": True, "shared": False}
@@ -124,3 +129,32 @@ def register_tasks(app: Celery) -> None:
                              max_retries=_UNEXPECTED_RETRIES) from exc
         if step is not None and step.again_in is not None:
             send_partition(app, partition_id, step.config, countdown=_cap(app, step.again_in))
+
+
+def _route(app: Celery, config: CeleryConfig) -> dict[str, Any]:
+    queue = config.queue or app.conf.task_default_queue
+    priority = config.priority
+    if str(app.conf.broker_url).startswith(("redis", "rediss")):
+        priority = 9 - priority  # kombu's Redis transport serves lower numbers first
+    return {"queue": queue, "priority": priority}
+
+
+def send_start(
+    app: Celery, run_id: int, token: str, config: CeleryConfig, *,
+    countdown: float | None = None,
+) -> None:
+    """Enqueue the task that splits a claimed run into partitions."""
+    options = _route(app, config)
+    if countdown is not None and countdown > 0:
+        options["countdown"] = countdown
+    app.send_task(START_TASK, args=(run_id, token), **options)
+
+
+def send_partition(
+    app: Celery, partition_id: int, config: CeleryConfig, *, countdown: float | None = None
+) -> None:
+    """Enqueue (or re-enqueue, after ``countdown`` seconds) the task executing a partition."""
+    options = _route(app, config)
+    if countdown is not None and countdown > 0:
+        options["countdown"] = countdown * (0.9 + 0.2 * random.random())  # spread retries
+    app.send_task(PARTITION_TASK, args=(partition_id,), **options)

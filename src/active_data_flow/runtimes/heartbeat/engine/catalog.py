@@ -355,13 +355,15 @@ def importable(folder: Path) -> None:
         sys.path.insert(0, text)
 
 
-def _import(name: str, where: str, errors: dict[str, str]) -> ModuleType | None:
+def _import(name: str, where: str, errors: dict[str, str], *,
+            quiet: bool = False) -> ModuleType | None:
     try:
         return importlib.import_module(name)
     except Exception as exc:  # SyntaxError, ImportError, or anything the module raises
         errors[where] = _describe(exc)
-        log.warning("cannot load flows from %s: %s", where, errors[where],
-                    extra={"action": "flow_load_failed"})
+        if not quiet:
+            log.warning("cannot load flows from %s: %s", where, errors[where],
+                        extra={"action": "flow_load_failed"})
         return None
 
 
@@ -387,19 +389,23 @@ def import_flow_class(target: str) -> type[DataFlow]:
             option="target")
     errors: dict[str, str] = {}
     if module_name.endswith(".py") or "/" in module_name or os.sep in module_name:
-        if not Path(module_name).is_file():
+        path = Path(module_name)
+        if not path.is_file():
             raise ConfigurationError(f"no such file: {module_name}", option="target")
-        found = list(_from_path(Path(module_name), errors))
-        module = found[0][1] if found else None
+        importable(path.resolve().parent)  # sibling modules can import each other by name
+        module = _import(path.stem, module_name, errors, quiet=True)
+        what = f"importing {module_name} failed"
     else:
         importable(Path.cwd())  # like `python -m`: the working directory is importable
-        module = _import(module_name, module_name, errors)
+        module = _import(module_name, module_name, errors, quiet=True)
+        what = f"cannot import module {module_name!r}"
     if module is None:
-        why = next(iter(errors.values()), "unknown error")
-        raise ConfigurationError(f"cannot import {module_name!r}: {why}", option="target")
+        raise ConfigurationError(f"{what}: {next(iter(errors.values()), '?')}",
+                                 option="target")
     obj = getattr(module, attr, None)
     if obj is None:
-        raise ConfigurationError(f"{module_name!r} has no attribute {attr!r}", option="target")
+        raise ConfigurationError(f"module {module_name!r} has no attribute {attr!r}",
+                                 option="target")
     if not (isinstance(obj, type) and issubclass(obj, DataFlow)):
         kind = f"class {obj.__name__}" if isinstance(obj, type) else type(obj).__name__
         raise ConfigurationError(

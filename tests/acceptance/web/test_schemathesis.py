@@ -1,0 +1,54 @@
+"""Schemathesis over the served engine's OpenAPI document, authenticated, in every mode.
+
+``st run --mode all`` sends schema-valid and schema-violating data through every phase
+(examples, coverage, fuzzing, and the stateful phase that follows the document's links from
+a created flow to its operations) with every check on: no server error, statuses, content
+types, headers and bodies conform to the document, invalid data is refused, auth is not
+ignored. A custom check (``st_hooks.py``) adds that each refusal explains itself and leaves
+the row counts unchanged.
+
+``POST /heartbeat`` is left out: with its token, it would run the flows the fuzzer created,
+and those may name any file path as a sink. Its own tests are in test_api/test_security.
+
+Cost: about 30-40 s (50 examples per operation); the output is kept in test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.acceptance.web.conftest import Served
+from tests.integration.web.conftest import ARTIFACTS, PASSWORD, ROOT, USER
+
+MAX_EXAMPLES = os.environ.get("ADF_ST_MAX_EXAMPLES", "50")
+SEED = os.environ.get("ADF_ST_SEED", "1")
+HERE = Path(__file__).resolve().parent
+
+
+@pytest.mark.slow
+def test_the_api_conforms_to_its_openapi_document_in_every_mode(served: Served) -> None:
+    st = Path(sys.executable).parent / "st"
+    env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.acceptance.web.st_hooks",
+           "ADF_DATABASE_URL": served.database_url,
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run(
+        [str(st), "--no-color", "--config-file", str(HERE / "schemathesis.toml"),
+         "run", f"{served.url}/openapi.json", "--auth", f"{USER}:{PASSWORD}",
+         "--mode", "all", "--phases", "examples,coverage,fuzzing,stateful",
+         "--checks", "all", "--max-examples", MAX_EXAMPLES, "--seed", SEED, "--workers", "1",
+         "--exclude-path", "/heartbeat", "--request-timeout", "30"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "schemathesis.txt").write_text(result.stdout + result.stderr)
+    output = result.stdout
+    assert result.returncode == 0, output[-6000:] + result.stderr[-2000:]
+    for phase in ("Examples", "Coverage", "Fuzzing", "Stateful"):
+        assert f"✅ {phase}" in output, f"phase {phase} did not pass:\n{output[-3000:]}"
+    assert "Selected: 18/19" in output  # every operation but the heartbeat
+    assert " failures" not in output.splitlines()[-1]
+    assert served.process.poll() is None, "the server died under the fuzzer"
