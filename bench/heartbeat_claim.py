@@ -73,8 +73,9 @@ def register(store: FlowStore, count: int) -> None:
         for start in range(0, count, 2000):
             conn.execute(flows.insert(), [{
                 "name": f"flow_{i:05d}", "origin": "spec", "status": "active",
-                **SPEC, "on_error": "fail", "spec_hash": "bench", "created_at": now,
-                "updated_at": now} for i in range(start, min(count, start + 2000))])
+                "spec": {**SPEC, "name": f"flow_{i:05d}"}, "spec_hash": "bench",
+                "created_at": now, "updated_at": now}
+                for i in range(start, min(count, start + 2000))])
         ids = list(conn.execute(sa.select(flows.c.id).order_by(flows.c.id)).scalars())
         for start in range(0, count, 2000):
             conn.execute(runs.insert(), [{

@@ -50,7 +50,7 @@ def main() -> None:
     import shop
 
     from active_data_flow.cli.store import print_beat
-    from active_data_flow.runtimes.heartbeat import FlowStore, beat
+    from active_data_flow.runtimes.heartbeat import FlowStore, beat, sync
 
     step("1. A shop database with 50,000 orders (SQLite)")
     shop.create_tables()

@@ -62,7 +62,7 @@ def test_a_flow_from_stored_specs_runs_with_registered_names_only(engine: sa.Eng
         SqlAlchemySource(model=Person, database="app", cursor_column="updated_at"),
         SqlAlchemySink(model=Contact, database="app", upsert=True),
     )
-    spec = code_flow.to_spec()
+    spec = code_flow.flow_spec().to_dict()
     assert spec["source"]["config"] == {
         "model": "tests.integration.sqlalchemy.models:Person", "database": "app",
         "cursor_column": ["updated_at"],

@@ -217,7 +217,7 @@ class RejectOdd(DataFlow):
 
 @pytest.fixture
 def rejecting() -> Iterator[None]:
-    from active_data_flow.runtimes.heartbeat import catalog
+    from active_data_flow.runtimes.heartbeat.engine.catalog import catalog
 
     catalog.register(RejectOdd)
     _REJECT["enabled"] = True
@@ -264,7 +264,7 @@ class WaitsForGate(DataFlow):
 def test_heartbeat_answers_at_once_while_a_slow_run_goes_on(
     client: TestClient, store: FlowStore,
 ) -> None:
-    from active_data_flow.runtimes.heartbeat import catalog
+    from active_data_flow.runtimes.heartbeat.engine.catalog import catalog
 
     catalog.register(WaitsForGate)
     _GATE.clear()
@@ -329,9 +329,10 @@ def test_secrets_are_masked_in_responses_and_kept_on_edit(
         "source": shown["source"], "sinks": shown["sinks"], "batch_size": 5})
     assert edited.status_code == 200, edited.text
     stored = store.get_flow("secretive")
-    assert stored.source["config"]["records"][0]["password"] == "hunter2"
-    assert stored.sinks[0]["config"]["name"] == "postgresql://svc:hunter2@db.internal/app"
-    assert stored.batch_size == 5
+    assert stored.spec.source.to_dict()["config"]["records"][0]["password"] == "hunter2"
+    assert stored.spec.to_dict()["sinks"][0]["config"]["name"] == (
+        "postgresql://svc:hunter2@db.internal/app")
+    assert stored.spec.batch_size == 5
 
 
 def test_health_reports_the_database_the_heartbeat_and_overdue_flows(

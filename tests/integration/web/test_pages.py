@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass
-from typing import Any
+from datetime import UTC, datetime
 
 from fastapi.testclient import TestClient
 
+import active_data_flow.testing  # noqa: F401  (registers the "faulty" sink)
 from active_data_flow import DataFlow
-from active_data_flow.runtimes.heartbeat import FlowStore, catalog
+from active_data_flow.runtimes.heartbeat import FlowStore, sync
+from active_data_flow.runtimes.heartbeat.engine.catalog import catalog
+from active_data_flow.runtimes.heartbeat.store import PartitionRecord
 from tests.integration.web.conftest import (
     PASSWORD,
     TOKEN,
@@ -96,8 +98,10 @@ def test_the_edit_form_changes_a_flow_and_keeps_masked_secrets(
         "on_error": "skip", "batch_size": "25"})
     assert response.status_code == 303, response.text
     flow = store.get_flow("guarded")
-    assert flow.sinks[0]["config"]["name"] == "postgresql://svc:hunter2@db/app"
-    assert (flow.schedule, flow.on_error, flow.batch_size) == ("*/5 * * * *", "skip", 25)
+    assert flow.spec.to_dict()["sinks"][0]["config"]["name"] == (
+        "postgresql://svc:hunter2@db/app")
+    assert (flow.schedule, flow.spec.on_error, flow.spec.batch_size) == (
+        "*/5 * * * *", "skip", 25)
 
 
 def test_the_form_reports_malformed_json_next_to_the_field(client: TestClient) -> None:
@@ -122,27 +126,20 @@ def test_code_flows_have_no_edit_form(client: TestClient, store: FlowStore) -> N
     assert "/flows/rows/edit" not in page
 
 
-@dataclass(frozen=True)
-class Part:
-    """The shape of a partition record (as the Celery runtime's store gives them)."""
-
-    id: int
-    run_id: int
-    part: int
-    status: str
-    worker_id: str | None
-    attempt: int
-    cursor: Any
-    read: int
-    written: int
+def _part(id: int, run_id: int, part: int, status: str, worker_id: str | None, attempt: int,
+          cursor: object, read: int, written: int) -> PartitionRecord:
+    return PartitionRecord(id=id, run_id=run_id, flow_id=1, part=part, status=status,
+                           source={"type": "memory", "config": {}}, cursor=cursor,
+                           worker_id=worker_id, attempt=attempt, read=read, written=written,
+                           hold_seconds=60.0, created_at=datetime.now(UTC))
 
 
 class StoreWithParts(FlowStore):
-    """A real store that also answers ``list_partitions`` (the Celery runtime adds it)."""
+    """A real store whose ``list_partitions`` answers two parts (as a Celery run has)."""
 
-    def list_partitions(self, run_id: int) -> list[Part]:
-        return [Part(1, run_id, 0, "succeeded", "w1", 1, {"line": 10}, 10, 10),
-                Part(2, run_id, 1, "running", "w2", 2, None, 3, 3)]
+    def list_partitions(self, run_id: int) -> list[PartitionRecord]:
+        return [_part(1, run_id, 0, "succeeded", "w1", 1, {"line": 10}, 10, 10),
+                _part(2, run_id, 1, "running", "w2", 2, None, 3, 3)]
 
 
 def test_the_run_page_lists_partitions_when_the_store_has_them(store_url: str) -> None:

@@ -18,7 +18,8 @@ from fastapi.testclient import TestClient
 from active_data_flow import DataFlow
 from active_data_flow.errors import ConfigurationError
 from active_data_flow.message import Message
-from active_data_flow.runtimes.heartbeat import FlowStore, catalog, register_flow
+from active_data_flow.runtimes.heartbeat import FlowStore, register_flow
+from active_data_flow.runtimes.heartbeat.engine.catalog import catalog
 from active_data_flow.web import WebSettings, create_app
 from active_data_flow.web.masking import MASK, MaskingFilter, mask, mask_text, unmask
 from active_data_flow.web.security import same_secret
@@ -168,7 +169,7 @@ def test_a_valid_form_post_creates_and_redirects(client: TestClient, store: Flow
                            follow_redirects=False)
     assert response.status_code == 303
     assert response.headers["location"].endswith("/flows/made_by_form?notice=created")
-    assert store.get_flow("made_by_form").sinks[0]["type"] == "memory"
+    assert store.get_flow("made_by_form").spec.sinks[0].type == "memory"
 
 
 @pytest.mark.parametrize("headers", [

@@ -14,7 +14,9 @@ import sqlalchemy as sa
 
 from active_data_flow.connectors.sqlalchemy import register_database, unregister_database
 from active_data_flow.runtimes.celery import create_app, set_default_app
-from active_data_flow.runtimes.heartbeat import FlowStore, RunRecord, catalog
+from active_data_flow.runtimes.heartbeat import FlowStore
+from active_data_flow.runtimes.heartbeat.engine.catalog import catalog
+from active_data_flow.runtimes.heartbeat.store import RunRecord
 from tests.integration.runtimes.celery import flows
 from tests.integration.runtimes.celery.harness import Broker, Cluster, wait_for
 from tests.conftest import RABBITMQ_HOST, REDIS_HOST, need

@@ -9,9 +9,10 @@ import time
 
 import pytest
 
-from active_data_flow.runtimes.celery import Celery, default_app
-from active_data_flow.runtimes.celery.app import send_partition
-from active_data_flow.runtimes.heartbeat import FlowStore, RunRecord, beat
+from active_data_flow.runtimes.celery import CeleryConfig, default_app
+from active_data_flow.runtimes.celery.tasks import send_partition
+from active_data_flow.runtimes.heartbeat import FlowStore, beat
+from active_data_flow.runtimes.heartbeat.store import RunRecord
 from tests.integration.runtimes.celery.conftest import LEASE, flow_spec, target_ids, wait_run
 from tests.integration.runtimes.celery.harness import Broker, Cluster, wait_for
 
@@ -82,7 +83,7 @@ def test_a_task_delivered_again_while_it_runs_never_runs_twice_at_once(
         # RabbitMQ redelivers a task held longer than the server's consumer_timeout (30 min,
         # server-wide); the test delivers the same task again instead.
         for _ in range(3):
-            send_partition(default_app(), part_id, Celery(queue=broker.queue))
+            send_partition(default_app(), part_id, CeleryConfig(queue=broker.queue))
             time.sleep(0.5)
 
     ended = wait_run(store, run.id)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from active_data_flow.runtimes.heartbeat import FlowStore, PartitionRecord, RunRecord, beat
+from active_data_flow.runtimes.heartbeat import FlowStore, beat
+from active_data_flow.runtimes.heartbeat.store import PartitionRecord, RunRecord
 from tests.integration.runtimes.celery.conftest import flow_spec, target_ids, wait_run
 from tests.integration.runtimes.celery.harness import Broker, Cluster, wait_for
 

@@ -12,14 +12,14 @@ import pytest
 
 from active_data_flow.errors import RunClaimLost
 from active_data_flow.runtimes.celery.testing import RangeSource
-from active_data_flow.runtimes.heartbeat import (
+from active_data_flow.runtimes.heartbeat.engine.catalog import catalog
+from active_data_flow.runtimes.heartbeat.store import (
     ClaimedPartition,
     ClaimedRun,
     FlowStore,
     PartitionBusy,
     RunCounts,
     RunStatus,
-    catalog,
 )
 
 LEASE = 10.0

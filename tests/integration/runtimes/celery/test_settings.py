@@ -12,7 +12,7 @@ import pytest
 from active_data_flow.errors import ConfigurationError
 from active_data_flow.runtime import Runtime
 from active_data_flow.runtimes.celery import Celery, CelerySettings, check_app, create_app
-from active_data_flow.runtimes.celery.app import PARTITION_TASK, START_TASK
+from active_data_flow.runtimes.celery.tasks import PARTITION_TASK, START_TASK
 from tests.integration.runtimes.celery.harness import ROOT
 
 REDIS = "redis://127.0.0.1:6379/3"

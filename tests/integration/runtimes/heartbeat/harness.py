@@ -2,19 +2,26 @@
 
 Children start from a fork server that has this module (and so SQLAlchemy, the drivers and
 the package) preloaded: a child is ready in milliseconds, with no connection inherited from
-the test process.
+the test process. Faults are injected in the child, from here: crash points
+(:mod:`.crash`) and, for the concurrency test's control run, :class:`UnguardedRuns`.
 """
 
 from __future__ import annotations
 
 import multiprocessing
-import os
 import queue
 import time
 from typing import Any
 
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
 from active_data_flow.runtimes.heartbeat import FlowStore, Worker, beat
-from tests.integration.runtimes.heartbeat import sqlkit  # noqa: F401  (registers the test connectors)
+from active_data_flow.runtimes.heartbeat.store import ClaimedRun
+from active_data_flow.runtimes.heartbeat.store.models import runs
+from active_data_flow.runtimes.heartbeat.store.runs import SqlRuns
+from tests.integration.runtimes.heartbeat import crash
+from tests.integration.runtimes.heartbeat import sqlkit  # noqa: F401  (test connectors)
 
 _ctx: Any = None
 
@@ -28,12 +35,37 @@ def context() -> Any:
     return _ctx
 
 
+class UnguardedRuns(SqlRuns):
+    """The runs repository without its claim guard (a test-only control): due runs are read
+    without locking them and updated unconditionally, all under one shared token, so a
+    second claimer does not fence the first off either. The race the guard prevents."""
+
+    TOKEN = "unguarded".ljust(32, "-")
+
+    def claim_due(self, worker_id: str, *, limit: int | None = None) -> list[ClaimedRun]:
+        def work(conn: Connection) -> list[ClaimedRun]:
+            now = self.now()
+            query = (sa.select(runs.c.id).where(runs.c.status == "pending", runs.c.due_at <= now)
+                     .order_by(runs.c.due_at, runs.c.id))
+            if limit is not None:
+                query = query.limit(limit)
+            ids = list(conn.execute(query).scalars())
+            if not ids:
+                return []
+            conn.execute(runs.update().where(runs.c.id.in_(ids))
+                         .values(claim_token=self.TOKEN, **self._claim_values(worker_id, now)))
+            return self._claimed(conn, ids, self.TOKEN, worker_id)
+
+        return self._db.transact(work)
+
+
 def beat_trials(url: str, index: int, trials: int, barrier: Any, results: Any,
                 guard: bool) -> None:
-    """Beat once per trial, all children released together by ``barrier``."""
-    if not guard:
-        os.environ["ADF_TEST_CLAIM_GUARD"] = "off"
+    """Beat once per trial, all children released together by ``barrier``; ``guard=False``
+    claims through :class:`UnguardedRuns`."""
     store = FlowStore(url, auto_upgrade=False, lease_seconds=60)
+    if not guard:
+        store.runs = UnguardedRuns(store.database, store.settings)
     try:
         for trial in range(trials):
             barrier.wait(timeout=120)
@@ -46,12 +78,13 @@ def beat_trials(url: str, index: int, trials: int, barrier: Any, results: Any,
         store.close()
 
 
-def run_worker(url: str, lease: float, crash_at: str | None, ready: Any,
+def run_worker(url: str, lease: float, crash_at: tuple[str, int] | None, ready: Any,
                interval: float = 0.02, concurrency: int = 1,
                shutdown_timeout: float = 5.0) -> None:
-    """Run a worker loop until killed (or until ``ADF_TEST_CRASH_AT`` kills it)."""
+    """Run a worker loop until killed, or until it reaches ``crash_at = (point, nth)``
+    (see :mod:`.crash`) and kills itself."""
     if crash_at:
-        os.environ["ADF_TEST_CRASH_AT"] = crash_at
+        crash.install(*crash_at)
     store = FlowStore(url, auto_upgrade=False, lease_seconds=lease, renew_seconds=lease / 5)
     # Ready once the loop runs: SIGTERM is then handled gracefully.
     worker = Worker(store, interval=interval, concurrency=concurrency,

@@ -5,8 +5,7 @@ ones exist so that the heartbeat's guarantees are tested against plain, visible 
 
 * ``test_table`` source: rows of a table with ``id > cursor``, by id, in chunks;
 * ``test_table`` sink: append or upsert rows; ``flush_with(hook)`` calls ``hook(connection)``
-  inside its transaction (how the store commits a cursor with the batch); it calls the
-  ``mid_batch`` crash point between writing and committing;
+  inside its transaction (how the store commits a cursor with the batch);
 * ``test_tally`` source: records one execution (run id, worker) per run on its own
   autocommit connection, then yields nothing: the concurrency harness counts these.
 
@@ -24,13 +23,12 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
+from active_data_flow._sql import is_transient_db_error
 from active_data_flow.connector import Sink, SinkConfig, Source, SourceConfig
 from active_data_flow.errors import ConnectorTimeout, SinkError
 from active_data_flow.message import Message, Row, as_record
 from active_data_flow.registry import register_connector
 from active_data_flow.runtimes.heartbeat import current_run
-from active_data_flow.runtimes.heartbeat._faults import crash_point
-from active_data_flow.connectors.sqlalchemy._db import is_transient_db_error
 
 _engines: dict[str, sa.Engine] = {}
 _lock = threading.Lock()
@@ -164,7 +162,6 @@ class TableSink(Sink):
                 if rows:
                     conn.execute(self._statement(conn.dialect.name), rows)
                     time.sleep(self.config.delay)
-                crash_point("mid_batch")
                 return bool(hook(conn)) if hook is not None else False
         except sa.exc.DBAPIError as exc:
             if is_transient_db_error(exc):

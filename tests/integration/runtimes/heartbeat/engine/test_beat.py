@@ -13,15 +13,12 @@ import pytest
 from active_data_flow import DataFlow, FlowRunError, RunResult
 from active_data_flow.connectors.memory import MemorySink, MemorySource
 from active_data_flow.registry import register_runtime
-from active_data_flow.runtimes.heartbeat import (
-    ClaimedRun,
-    Dispatch,
-    FlowStore,
-    Heartbeat,
-    beat,
-    execute_run,
-)
+from active_data_flow.runtimes.heartbeat import Executor, FlowStore, Heartbeat, beat, sync
+from active_data_flow.runtimes.heartbeat.engine.beat import BackgroundRuns
+from active_data_flow.runtimes.heartbeat.runtime import Dispatch
+from active_data_flow.runtimes.heartbeat.store import ClaimedRun
 from active_data_flow.runtimes.inline import Inline
+from active_data_flow.testing import FaultySink
 from tests.integration.runtimes.heartbeat.conftest import Clock, memory_flow
 
 RECORDS = [{"id": i} for i in range(7)]
@@ -102,7 +99,9 @@ def test_a_failing_flow_fails_only_its_own_run_and_the_others_still_run(
 
 
 def faulty_flow(store: FlowStore, name: str, fail_on: list[int], **runtime: Any) -> str:
+    """A flow into a :class:`FaultySink` (``"faulty"``) failing on flushes ``fail_on``."""
     sink = f"faulty-{uuid.uuid4().hex}"
+    assert FaultySink.flush_count(sink) == 0
     store.create_flow({
         "name": name,
         "source": {"type": "memory", "config": {"records": RECORDS}},
@@ -214,12 +213,13 @@ def test_a_background_beat_returns_after_claiming_and_the_run_finishes_later(
             return message
 
     sync(store, Slow)
-    summary = beat(store, background=True)
+    background = BackgroundRuns(Executor(store))
+    summary = beat(store, background=background)
     assert summary.dispatched == summary.claimed
     assert len(summary.claimed) == 1
     assert store.get_run(summary.claimed[0]).status == "running"
     release.set()
-    assert store.background.wait(10)
+    assert background.wait(10)
     assert store.get_run(summary.claimed[0]).status == "succeeded"
     assert MemorySink.records_of(sink_name) == RECORDS
 
@@ -261,21 +261,23 @@ def test_a_runtime_can_dispatch_claimed_runs_to_another_executor(
     [(run_id, token)] = QueueRuntime.queue
     assert store.get_run(run_id).status == "running"
 
-    assert execute_run(store, run_id, "elsewhere", token="0" * 32) is None  # wrong claim
-    record = execute_run(store, run_id, "elsewhere", token=token)
+    elsewhere = Executor(store, worker_id="elsewhere")
+    assert elsewhere.execute_run(run_id, token="0" * 32) is None  # wrong claim
+    record = elsewhere.execute_run(run_id, token=token)
     assert record is not None
     assert (record.status, record.worker_id, record.written) == ("succeeded", "elsewhere", 7)
-    assert execute_run(store, run_id, "again", token=token) is None  # runs once
+    assert Executor(store, worker_id="again").execute_run(run_id, token=token) is None  # once
     assert MemorySink.records_of(sink_name) == RECORDS
 
 
 def test_a_pending_run_can_be_executed_by_id(store: FlowStore, sink_name: str) -> None:
     store.create_flow(memory_flow("adhoc", RECORDS, sink_name))
     run = store.trigger("adhoc")
-    record = execute_run(store, run.id, "cli")
+    cli = Executor(store, worker_id="cli")
+    record = cli.execute_run(run.id)
     assert record is not None
     assert record.status == "succeeded"
-    assert execute_run(store, run.id, "cli") is None
+    assert cli.execute_run(run.id) is None
 
 
 def test_executing_a_flow_on_the_heartbeat_runtime_registers_and_triggers_it(
@@ -286,7 +288,7 @@ def test_executing_a_flow_on_the_heartbeat_runtime_registers_and_triggers_it(
         sink = MemorySink(name=sink_name)
         runtime = Heartbeat()  # on demand
 
-    pending = Later().get_runtime().execute(Later(), store=store)
+    pending = Later().spec.build_runtime().execute(Later(), store=store)
     assert (pending.flow, pending.status, pending.trigger) == ("later", "pending", "manual")
     assert MemorySink.records_of(sink_name) == []  # not run yet: a heartbeat runs it
     assert beat(store).succeeded == [pending.id]

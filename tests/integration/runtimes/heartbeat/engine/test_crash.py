@@ -23,8 +23,8 @@ import pytest
 import sqlalchemy as sa
 
 from active_data_flow.runtimes.heartbeat import FlowStore
-from active_data_flow.runtimes.heartbeat._faults import CRASH_POINTS
 from tests.integration.runtimes.heartbeat import harness, sqlkit
+from tests.integration.runtimes.heartbeat.crash import CRASH_POINTS
 
 LEASE = 0.6
 RENEW = LEASE / 5
@@ -69,7 +69,8 @@ def setup(url: str, other: str, rows: int) -> Setup:
     return s
 
 
-def start_worker(s: Setup, crash_at: str | None = None, concurrency: int = 3) -> Any:
+def start_worker(s: Setup, crash_at: tuple[str, int] | None = None,
+                 concurrency: int = 3) -> Any:
     ctx = harness.context()
     ready = ctx.Event()
     child = ctx.Process(target=harness.run_worker, args=(s.url, LEASE, crash_at, ready),
@@ -140,10 +141,11 @@ def check_targets(s: Setup, kills: int) -> dict[str, int]:
 
 # -- named points ----------------------------------------------------------------------
 # The worker runs the three flows one after the other (shared, upsert, append; 8 batches
-# each), so the n-th hit of a point lands in a known flow and batch.
+# each), so the n-th hit of a point lands in a known flow and batch (see crash.py for where
+# each point is).
 CASES = [  # (point, hit, duplicates the appending sink must hold afterwards)
     ("after_claim", 1, 0),
-    ("mid_batch", 7, 0),  # the shared flow's 4th batch, written but not committed
+    ("mid_batch", 4, 0),  # the shared flow's 4th batch, written but not committed
     ("after_sink_commit", 5, 0),  # the upsert's 5th batch (the shared flow never gets here)
     ("after_sink_commit", 13, BATCH),  # the append's 5th batch: durable, cursor not yet
     ("after_cursor_commit", 6, 0),
@@ -160,7 +162,7 @@ def test_a_worker_killed_at_each_named_point_loses_nothing(
     url, other = make_database(kind), make_database(kind)
     for point, hit, duplicates in CASES:
         s = setup(url, other, rows=8 * BATCH)
-        child = start_worker(s, crash_at=f"{point}:{hit}", concurrency=1)
+        child = start_worker(s, crash_at=(point, hit), concurrency=1)
         child.join(30)
         killed_at = time.monotonic()
         assert child.exitcode == -signal.SIGKILL, f"{point}: the worker was not killed there"

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 
 from active_data_flow.registry import register_connector
 from active_data_flow.runtimes.heartbeat import FlowStore, beat
-from active_data_flow.connectors.sqlalchemy._db import is_transient_db_error
+from active_data_flow._sql import is_transient_db_error
 from tests.conftest import need, reachable
 from tests.integration.runtimes.heartbeat import sqlkit
 
