@@ -126,9 +126,9 @@ def test_code_flows_have_no_edit_form(client: TestClient, store: FlowStore) -> N
     assert "/flows/rows/edit" not in page
 
 
-def _part(id: int, run_id: int, part: int, status: str, worker_id: str | None, attempt: int,
+def _part(ident: int, run_id: int, part: int, status: str, worker_id: str | None, attempt: int,
           cursor: object, read: int, written: int) -> PartitionRecord:
-    return PartitionRecord(id=id, run_id=run_id, flow_id=1, part=part, status=status,
+    return PartitionRecord(id=ident, run_id=run_id, flow_id=1, part=part, status=status,
                            source={"type": "memory", "config": {}}, cursor=cursor,
                            worker_id=worker_id, attempt=attempt, read=read, written=written,
                            hold_seconds=60.0, created_at=datetime.now(UTC))

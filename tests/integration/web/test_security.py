@@ -279,7 +279,8 @@ def test_a_server_error_says_nothing_but_a_request_id(
     store_with_password: FlowStore, caplog: pytest.LogCaptureFixture,
 ) -> None:
     # A row the store cannot read (sinks must be a list): an unexpected error.
-    app = _broken_app(store_with_password, "UPDATE adf_flows SET sinks = '5'")
+    broken = '{"name": "victim", "source": {"type": "memory"}, "sinks": 5}'
+    app = _broken_app(store_with_password, f"UPDATE adf_flows SET spec = '{broken}'")
     with TestClient(app, raise_server_exceptions=False) as c, caplog.at_level(logging.ERROR):
         api = c.get("/api/flows/victim", auth=(USER, PASSWORD),
                     headers={"X-Request-ID": "req-4242"})

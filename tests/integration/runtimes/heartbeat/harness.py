@@ -20,8 +20,10 @@ from active_data_flow.runtimes.heartbeat import FlowStore, Worker, beat
 from active_data_flow.runtimes.heartbeat.store import ClaimedRun
 from active_data_flow.runtimes.heartbeat.store.models import runs
 from active_data_flow.runtimes.heartbeat.store.runs import SqlRuns
-from tests.integration.runtimes.heartbeat import crash
-from tests.integration.runtimes.heartbeat import sqlkit  # noqa: F401  (test connectors)
+from tests.integration.runtimes.heartbeat import (
+    crash,
+    sqlkit,  # noqa: F401  (test connectors)
+)
 
 _ctx: Any = None
 

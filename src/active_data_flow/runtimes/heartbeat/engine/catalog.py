@@ -24,7 +24,6 @@ import os
 import pkgutil
 import sys
 import threading
-import time
 from collections.abc import Iterable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -57,9 +56,6 @@ log = logging.getLogger(__name__)
 FlowTarget = str | os.PathLike[str] | ModuleType | type[DataFlow] | Iterable[type[DataFlow]]
 
 DEFAULT_FOLDERS = ("app/data_flows", "data_flows")
-
-#: Seconds between two looks for changed flow files.
-REFRESH_SECONDS = 1.0
 
 
 @dataclass(slots=True)
@@ -99,7 +95,6 @@ class FlowCatalog:
         self._modules: dict[str, _Module] = {}
         self._folders: set[Path] = set()
         self._defaults_tried = False
-        self._checked = 0.0
         self._lock = threading.RLock()
 
     # -- registering and loading ---------------------------------------------------------
@@ -161,31 +156,28 @@ class FlowCatalog:
         """The flow class named ``name``, from code as it is now on disk.
 
         Loads ``ADF_FLOWS`` first if nothing was loaded; reloads modules whose files changed
-        (at most once a second) and, when ``name`` is unknown, looks for new files in the
-        folders loaded so far.
+        (one ``stat`` per loaded module) and, when ``name`` is unknown, looks for new files in
+        the folders loaded so far.
         """
         with self._lock:
             self.load_defaults()
             self.refresh()
             found = self._flows.get(name)
             if found is None:
-                self.refresh(force=True)
+                self.refresh(new_files=True)
                 found = self._flows.get(name)
             return found
 
-    def refresh(self, *, force: bool = False) -> list[str]:
-        """Reload the modules whose files changed, and load new files of loaded folders;
-        return the names of the flows that changed or appeared."""
+    def refresh(self, *, new_files: bool = False) -> list[str]:
+        """Reload the modules whose files changed (and, with ``new_files``, load the new
+        files of the folders loaded so far); return the names of the flows that changed or
+        appeared."""
         with self._lock:
-            now = time.monotonic()
-            if not force and now - self._checked < REFRESH_SECONDS:
-                return []
-            self._checked = now
             changed: list[str] = []
             for name, entry in list(self._modules.items()):
                 if entry.path is not None and _mtime(entry.path) != entry.mtime:
                     changed.extend(self._reload(name, entry))
-            for folder in list(self._folders):
+            for folder in list(self._folders) if new_files else ():
                 for file in _flow_files(folder):
                     if not any(m.path == file.resolve() for m in self._modules.values()):
                         changed.extend(self.load(file).flows)
@@ -196,7 +188,7 @@ class FlowCatalog:
         for gone in entry.flows:
             self._flows.pop(gone, None)
         try:
-            module = importlib.reload(entry.module)
+            module = _reload_module(entry)
         except Exception as exc:  # the new code is broken: say so on the flows it defined
             self._errors[name] = _describe(exc)
             entry.mtime = _mtime(entry.path) if entry.path else None
@@ -338,11 +330,21 @@ def _from_path(
         names = [(f"{package}.{file.stem}", file) for file in files]
     else:
         importable(folder.resolve())  # sibling modules can import each other by name
-        names = [(file.stem, file) for file in files]
+        names = [(_free_name(file), file) for file in files]
     for name, file in names:
-        module = _import(name, str(file), errors)
+        module = _import(name, str(file), errors, path=file)
         if module is not None:
             yield str(file), module, _flows_in(module)
+
+
+def _free_name(file: Path) -> str:
+    """The module name a flow file is imported under: its stem, unless another module holds
+    that name already (a flow file called ``copy.py`` must not resolve to the standard
+    library's ``copy``)."""
+    taken = sys.modules.get(file.stem)
+    if taken is None or _module_file(taken) == file.resolve():
+        return file.stem
+    return f"adf_flows_{file.stem}"
 
 
 def importable(folder: Path) -> None:
@@ -355,16 +357,45 @@ def importable(folder: Path) -> None:
         sys.path.insert(0, text)
 
 
-def _import(name: str, where: str, errors: dict[str, str], *,
-            quiet: bool = False) -> ModuleType | None:
+def _import(name: str, where: str, errors: dict[str, str], *, quiet: bool = False,
+            path: Path | None = None) -> ModuleType | None:
     try:
-        return importlib.import_module(name)
+        if path is None or name == path.stem:
+            return importlib.import_module(name)
+        return _import_file(name, path)
     except Exception as exc:  # SyntaxError, ImportError, or anything the module raises
         errors[where] = _describe(exc)
         if not quiet:
             log.warning("cannot load flows from %s: %s", where, errors[where],
                         extra={"action": "flow_load_failed"})
         return None
+
+
+def _import_file(name: str, path: Path) -> ModuleType:
+    found = sys.modules.get(name)
+    if found is not None:
+        return found
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path} as Python")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
+def _reload_module(entry: _Module) -> ModuleType:
+    """Import a module again from its file (a flow file imported under a name of its own,
+    see :func:`_free_name`, cannot be found by name: it is loaded from its path again)."""
+    name = entry.module.__name__
+    if entry.path is None or name == entry.path.stem or "." in name:
+        return importlib.reload(entry.module)
+    sys.modules.pop(name, None)
+    return _import_file(name, entry.path)
 
 
 def _flows_in(module: ModuleType) -> list[type[DataFlow]]:
@@ -393,7 +424,7 @@ def import_flow_class(target: str) -> type[DataFlow]:
         if not path.is_file():
             raise ConfigurationError(f"no such file: {module_name}", option="target")
         importable(path.resolve().parent)  # sibling modules can import each other by name
-        module = _import(path.stem, module_name, errors, quiet=True)
+        module = _import(_free_name(path), module_name, errors, quiet=True, path=path)
         what = f"importing {module_name} failed"
     else:
         importable(Path.cwd())  # like `python -m`: the working directory is importable

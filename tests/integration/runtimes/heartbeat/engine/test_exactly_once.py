@@ -15,13 +15,10 @@ from active_data_flow import DataFlow
 from active_data_flow.connectors.sqlalchemy import SqlAlchemySink
 from active_data_flow.errors import RunClaimLost
 from active_data_flow.registry import register_connector
-from active_data_flow.runtimes.heartbeat import (
-    FlowStore,
-    Heartbeat,
-    StoreCheckpoint,
-    beat,
-    execute_claimed,
-)
+from active_data_flow.runtimes.heartbeat import Executor, FlowStore, Heartbeat, beat, sync
+from active_data_flow.runtimes.heartbeat.engine.executor import StoreCheckpoint, _RunWork
+from active_data_flow.runtimes.heartbeat.engine.leases import Held
+from active_data_flow.runtimes.heartbeat.store import ClaimedRun
 from tests.integration.runtimes.heartbeat import sqlkit
 from tests.integration.runtimes.heartbeat.conftest import Clock
 
@@ -30,6 +27,11 @@ ROWS = 50
 
 def kind_of(url: str) -> str:
     return url.split(":", 1)[0].split("+", 1)[0].replace("mysql", "mariadb")
+
+
+def checkpoint_of(store: FlowStore, claim: ClaimedRun) -> StoreCheckpoint:
+    """The checkpoint the executor gives a run it holds."""
+    return StoreCheckpoint(_RunWork(store, claim), Held(claim))
 
 
 def copy_spec(name: str, source_url: str, target_url: str, *, sink_type: str = "test_table",
@@ -97,7 +99,7 @@ def test_a_sink_in_another_database_commits_first_and_the_cursor_right_after(
     store.create_flow(copy_spec("copy", db_url, other, mode="upsert"))
     [claim] = store.runs.claim_due("w1")
 
-    checkpoint = StoreCheckpoint(store, claim)
+    checkpoint = checkpoint_of(store, claim)
     with sqlkit.engine(other).begin() as conn:
         assert not checkpoint.within(conn, 5)  # another database: not through its transaction
     assert store.get_flow("copy").cursor is None
@@ -124,7 +126,7 @@ def test_a_fenced_off_checkpoint_rolls_the_sinks_batch_back(
     sink = sqlkit.TableSink(url=db_url, table="dst")
     sink.write_batch([{"id": 1, "value": "late"}])
     with pytest.raises(RunClaimLost, match="'old' no longer holds its claim"):
-        sink.flush_with(lambda conn: StoreCheckpoint(store, claim).within(conn, 1))
+        sink.flush_with(lambda conn: checkpoint_of(store, claim).within(conn, 1))
     assert sqlkit.ids(db_url, "dst") == []
     assert store.get_flow("copy").cursor is None
 
@@ -157,7 +159,7 @@ def test_the_sqlalchemy_sink_commits_the_cursor_inside_its_own_transaction(
     clock.advance(11)
     assert store.runs.reclaim_expired() == [stale.run_id]
 
-    assert execute_claimed(store, stale) is None  # fenced off at its first checkpoint...
+    assert Executor(store).execute(stale) is None  # fenced off at its first checkpoint...
     with sqlkit.engine(db_url).connect() as conn:  # ...and its batch rolled back with it
         assert conn.execute(sa.select(sa.func.count()).select_from(Copied)).scalar() == 0
 

@@ -14,7 +14,8 @@ import sqlalchemy as sa
 
 from active_data_flow import DataFlow
 from active_data_flow.connectors.memory import MemorySink, MemorySource
-from active_data_flow.runtimes.heartbeat import FlowStore, Heartbeat, Worker, beat
+from active_data_flow.runtimes.heartbeat import Executor, FlowStore, Heartbeat, Worker, beat, sync
+from active_data_flow.runtimes.heartbeat.engine.beat import BackgroundRuns
 from tests.integration.runtimes.heartbeat import harness, sqlkit
 from tests.integration.runtimes.heartbeat.conftest import memory_flow
 
@@ -101,9 +102,10 @@ def test_background_runs_shut_down_gracefully(sqlite_url: str, sink_name: str) -
             return message
 
     sync(store, Stuck)
-    summary = beat(store, background=True)
+    background = BackgroundRuns(Executor(store))
+    summary = beat(store, background=background)
     assert in_batch.wait(10)
-    assert not store.background.shutdown(timeout=0.5)  # did not end by itself in time...
+    assert not background.shutdown(timeout=0.5)  # did not end by itself in time...
     run = store.get_run(summary.claimed[0])
     assert run.status == "pending"  # ...so it was given back, not left running
     never.set()

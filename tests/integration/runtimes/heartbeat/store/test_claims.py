@@ -13,14 +13,8 @@ import sqlalchemy as sa
 from active_data_flow import DataFlow
 from active_data_flow.connectors.memory import MemorySink, MemorySource
 from active_data_flow.errors import RunClaimLost
-from active_data_flow.runtimes.heartbeat import (
-    FlowStore,
-    Heartbeat,
-    RunCounts,
-    RunStatus,
-    beat,
-    execute_claimed,
-)
+from active_data_flow.runtimes.heartbeat import Executor, FlowStore, Heartbeat, beat, sync
+from active_data_flow.runtimes.heartbeat.store import RunCounts, RunStatus
 from tests.integration.runtimes.heartbeat.conftest import Clock, memory_flow
 
 LEASE = 30.0
@@ -39,14 +33,14 @@ def test_lease_time_travel_reclaims_only_expired_running_runs(
 ) -> None:
     for name in ("a", "b", "c"):
         timed.create_flow(memory_flow(name, [], "out", interval=3600))
-    claims = {c.flow.name: c for c in timed.claim_due("w1")}
-    timed.finish(claims["c"], RunStatus.SUCCEEDED, RunCounts())  # terminal: never touched
+    claims = {c.flow.name: c for c in timed.runs.claim_due("w1")}
+    timed.runs.finish(claims["c"], RunStatus.SUCCEEDED, RunCounts())  # terminal: untouched
 
     clock.advance(LEASE - 1)
-    assert timed.reclaim_expired() == []
-    assert timed.renew([claims["b"]]) == set()  # b's worker is alive and renews
+    assert timed.runs.reclaim_expired() == []
+    assert timed.runs.renew([claims["b"]]) == set()  # b's worker is alive and renews
     clock.advance(2)  # a's lease expired a second ago; b's has LEASE - 1 s left
-    assert timed.reclaim_expired() == [claims["a"].run_id]
+    assert timed.runs.reclaim_expired() == [claims["a"].run_id]
 
     lost = timed.get_run(claims["a"].run_id)
     assert (lost.status, lost.error_type) == ("failed", "WorkerLost")
@@ -62,23 +56,23 @@ def test_a_reclaimed_worker_is_fenced_off_its_cursor_and_status(
     timed: FlowStore, clock: Clock
 ) -> None:
     timed.create_flow(memory_flow("copy", [], "out", interval=3600))
-    [old] = timed.claim_due("old")
-    timed.checkpoint(old, 10)
+    [old] = timed.runs.claim_due("old")
+    timed.runs.checkpoint(old, 10)
     clock.advance(LEASE + 1)
-    timed.reclaim_expired()
-    [new] = timed.claim_due("new")
-    timed.checkpoint(new, 20)
+    timed.runs.reclaim_expired()
+    [new] = timed.runs.claim_due("new")
+    timed.runs.checkpoint(new, 20)
 
     with pytest.raises(RunClaimLost, match="'old' no longer holds its claim"):
-        timed.checkpoint(old, 15)
+        timed.runs.checkpoint(old, 15)
     with pytest.raises(RunClaimLost):
-        timed.finish(old, RunStatus.SUCCEEDED, RunCounts(read=99))
-    assert not timed.progress(old, RunCounts(read=99))
-    assert timed.renew([old, new]) == {old.run_id}
-    assert timed.release(old, reason="late") is None
+        timed.runs.finish(old, RunStatus.SUCCEEDED, RunCounts(read=99))
+    assert not timed.runs.progress(old, RunCounts(read=99))
+    assert timed.runs.renew([old, new]) == {old.run_id}
+    assert timed.runs.release(old, reason="late") is None
     assert timed.get_flow("copy").cursor == 20
     assert timed.get_run(new.run_id).status == "running"
-    timed.finish(new, RunStatus.SUCCEEDED, RunCounts(read=1))
+    timed.runs.finish(new, RunStatus.SUCCEEDED, RunCounts(read=1))
     assert timed.get_flow("copy").last_run_id == new.run_id
 
 
@@ -104,7 +98,7 @@ def test_a_worker_reclaimed_mid_run_stops_without_writing_its_late_batch(
     sync(store, Slow)
     [claim] = store.runs.claim_due("slow")
     outcome: list[Any] = []
-    worker = threading.Thread(target=lambda: outcome.append(execute_claimed(store, claim)))
+    worker = threading.Thread(target=lambda: outcome.append(Executor(store).execute(claim)))
     worker.start()
     assert in_batch.wait(10)
     assert store.get_flow("slow").cursor == 1  # the first batch is durable

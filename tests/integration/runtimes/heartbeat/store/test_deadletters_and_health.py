@@ -10,7 +10,15 @@ from active_data_flow import DataFlow, Source
 from active_data_flow.connectors.memory import MemorySink, MemorySource
 from active_data_flow.errors import ConfigurationError
 from active_data_flow.registry import register_connector, untrusted_specs
-from active_data_flow.runtimes.heartbeat import DeadLetterSink, FlowStore, Heartbeat, beat
+from active_data_flow.runtimes.heartbeat import (
+    DeadLetterSink,
+    FlowStore,
+    Heartbeat,
+    beat,
+    replay,
+    sync,
+)
+from active_data_flow.runtimes.heartbeat.engine.catalog import cursor_lag
 from tests.integration.runtimes.heartbeat.conftest import Clock, memory_flow
 
 RECORDS = [{"id": i, "qty": str(i) if i % 3 else "n/a"} for i in range(9)]
@@ -110,6 +118,6 @@ def test_cursor_lag_is_reported_when_the_source_can_tell(store: FlowStore) -> No
     store.create_flow({"name": "lagging", "source": {"type": "test_counted"},
                        "sink": {"type": "memory"}})
     store.reset_cursor("lagging", 4)
-    assert store.cursor_lag("lagging") == 6
+    assert cursor_lag(store.get_flow("lagging")) == 6
     store.create_flow(memory_flow("plain", [], "x"))
-    assert store.cursor_lag("plain") is None
+    assert cursor_lag(store.get_flow("plain")) is None

@@ -16,16 +16,14 @@ import sqlalchemy as sa
 from active_data_flow import DataFlow
 from active_data_flow.connectors.memory import MemorySink, MemorySource
 from active_data_flow.errors import ConfigurationError
-from active_data_flow.runtimes.heartbeat import (
+from active_data_flow.runtimes.heartbeat import FlowStore, Heartbeat, beat, sync
+from active_data_flow.runtimes.heartbeat.engine.catalog import catalog
+from active_data_flow.runtimes.heartbeat.store import (
     FlowBusy,
     FlowExists,
     FlowNotFound,
-    FlowStore,
-    Heartbeat,
     RunCounts,
     RunStatus,
-    beat,
-    catalog,
 )
 from tests.integration.runtimes.heartbeat.conftest import memory_flow
 
@@ -46,9 +44,10 @@ def test_a_spec_flow_is_stored_with_its_specs_and_is_due_at_once(store: FlowStor
 
     assert flow.origin == "spec"
     assert flow.status == "active"
-    assert flow.source == {"type": "memory", "config": {"records": RECORDS}}
-    assert flow.sinks == [{"type": "memory", "config": {"name": "out"}}]
-    assert flow.runtime == {"type": "heartbeat", "config": {"interval": 60.0, "batch_size": 2}}
+    assert flow.spec.source.to_dict() == {"type": "memory", "config": {"records": RECORDS}}
+    assert flow.spec.to_dict()["sinks"] == [{"type": "memory", "config": {"name": "out"}}]
+    assert flow.spec.runtime.to_dict() == {"type": "heartbeat",
+                                           "config": {"interval": 60.0, "batch_size": 2}}
     assert flow.schedule == 60.0
     assert flow.next_run_at is not None
     assert before - timedelta(seconds=1) <= flow.next_run_at <= store.now()
@@ -223,7 +222,8 @@ def test_editing_a_spec_flow_validates_it_and_moves_its_schedule(store: FlowStor
     with pytest.raises(ConfigurationError) as caught:
         store.update_flow("copy", {"sink": {"type": "memory", "config": {"nme": "x"}}})
     assert caught.value.option == "nme"
-    assert store.get_flow("copy").sinks == [{"type": "memory", "config": {"name": "out"}}]
+    assert store.get_flow("copy").spec.to_dict()["sinks"] == [
+        {"type": "memory", "config": {"name": "out"}}]
     with pytest.raises(ConfigurationError, match="renamed"):
         store.update_flow("copy", {"name": "other"})
 
@@ -285,7 +285,8 @@ def test_sync_registers_code_flows_from_a_folder_then_reports_them_unchanged(
     assert (sorted(report.created), report.errors) == (["copy_users", "on_demand_export"], {})
     copy = store.get_flow("copy_users")
     assert (copy.origin, copy.schedule, copy.next_run_at is not None) == ("code", 300.0, True)
-    assert store.get_flow("on_demand_export").runtime == {"type": "inline", "config": {}}
+    assert store.get_flow("on_demand_export").spec.runtime.to_dict() == {"type": "inline",
+                                                                         "config": {}}
 
     again = sync(store, folder)
     assert (again.created, sorted(again.unchanged)) == ([], ["copy_users", "on_demand_export"])

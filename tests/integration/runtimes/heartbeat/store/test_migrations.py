@@ -19,18 +19,17 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from active_data_flow.runtimes.heartbeat import (
+from active_data_flow.runtimes.heartbeat.store import FlowStore, StoreNotMigrated
+from active_data_flow.runtimes.heartbeat.store.models import metadata
+from active_data_flow.runtimes.heartbeat.store.schema import (
     BRANCH,
     VERSION_TABLE,
-    FlowStore,
-    StoreNotMigrated,
     head_revision,
     migrations_path,
 )
-from active_data_flow.runtimes.heartbeat.store.models import metadata
 from tests.integration.runtimes.heartbeat.conftest import memory_flow
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[5]
 TABLES = {"adf_flows", "adf_runs", "adf_dead_letters", "adf_workers", "adf_partitions",
           "adf_concurrency_locks"}
 
@@ -84,7 +83,7 @@ def test_the_revisions_sit_on_their_own_branch_with_their_own_version_table(
     sqlite_url: str,
 ) -> None:
     config = Config()
-    config.set_main_option("script_location", "active_data_flow.runtimes.heartbeat:migrations")
+    config.set_main_option("script_location", "active_data_flow.runtimes.heartbeat.store:migrations")
     script = ScriptDirectory.from_config(config)
     base = [r for r in script.walk_revisions() if r.down_revision is None]
     assert [r.branch_labels for r in base] == [{BRANCH}]
@@ -169,7 +168,7 @@ def test_the_wheel_ships_the_migrations(tmp_path: Path) -> None:
                     str(tmp_path)], cwd=ROOT, check=True, capture_output=True)
     [wheel] = tmp_path.glob("*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    base = "active_data_flow/runtimes/heartbeat/migrations/"
+    base = "active_data_flow/runtimes/heartbeat/store/migrations/"
     assert f"{base}env.py" in names
     assert f"{base}script.py.mako" in names
     assert any(n.startswith(f"{base}versions/adf0001") for n in names)

@@ -23,7 +23,13 @@ from hypothesis import HealthCheck, settings
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
 
 from active_data_flow.errors import RunClaimLost
-from active_data_flow.runtimes.heartbeat import ClaimedRun, FlowStore, RunCounts, RunStatus, models
+from active_data_flow.runtimes.heartbeat.store import (
+    ClaimedRun,
+    FlowStore,
+    RunCounts,
+    RunStatus,
+    models,
+)
 from tests.integration.runtimes.heartbeat.conftest import Clock, memory_flow
 
 LEASE = 60.0
