@@ -174,11 +174,6 @@ class DurableFile:
         self.what = what
         self._file: IO[bytes] | None = None
 
-    @property
-    def is_open(self) -> bool:
-        """Whether the file has been opened by this instance."""
-        return self._file is not None
-
     def open(self) -> IO[bytes]:
         """The open file (opening it the first time)."""
         if self._file is None:
