@@ -16,7 +16,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from active_data_flow.cli import main
-from active_data_flow.runtimes.heartbeat import FlowStore, catalog
+from active_data_flow.runtimes.heartbeat import FlowStore
+from active_data_flow.runtimes.heartbeat.engine.catalog import catalog
 
 FAILING_FLOW = textwrap.dedent("""
     from active_data_flow import DataFlow

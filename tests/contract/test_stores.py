@@ -120,8 +120,10 @@ def pending(store: Store, name: str) -> list[Any]:
     return store.list_runs(name, "pending").items
 
 
-def ok(store: Store, claim: ClaimedRun, counts: RunCounts = RunCounts(), **options: Any) -> Any:
-    return store.runs.finish(claim, RunStatus.SUCCEEDED, counts, **options)
+def ok(store: Store, claim: ClaimedRun, counts: RunCounts | None = None,
+       **options: Any) -> Any:
+    """Finish ``claim`` as succeeded."""
+    return store.runs.finish(claim, RunStatus.SUCCEEDED, counts or RunCounts(), **options)
 
 
 # == flows ===============================================================================
@@ -267,12 +269,16 @@ def test_a_manual_pending_run_keeps_its_time_when_the_schedule_changes(
         (run.id, "manual", T0)]
 
 
-def test_delete_removes_the_flow_with_its_runs_and_dead_letters(store: Store) -> None:
-    store.create_flow(flow("a", interval=60))
+def test_delete_removes_the_flow_with_its_runs_parts_and_dead_letters(store: Store) -> None:
+    record = store.create_flow(flow("a", interval=60))
     claim = claim_of(store, "a")
     store.dead_letters.add([dead_letter("a", Untyped({"id": 1}), ValueError("x"))],
                            claim.run_id)
-    ok(store, claim)
+    [part_id] = store.partitions.open(claim, [(flow("a")["source"], None)],
+                                      cursor_start=None, hold_seconds=60) or []
+    got = store.partitions.claim(part_id, "w2")
+    assert isinstance(got, ClaimedPartition)
+    store.partitions.finish(got, RunStatus.SUCCEEDED, RunCounts())
     store.create_flow(flow("b", interval=60))
 
     store.delete_flow("a")
@@ -281,6 +287,10 @@ def test_delete_removes_the_flow_with_its_runs_and_dead_letters(store: Store) ->
         store.get_flow("a")
     with pytest.raises(RunNotFound):
         store.get_run(claim.run_id)
+    with pytest.raises(RunNotFound):
+        store.get_partition(part_id)
+    assert store.list_partitions(claim.run_id) == []
+    assert store.flows.cursor(record.id) is None
     assert store.list_dead_letters("a", include_replayed=True).total == 0
     assert [r.flow for r in store.list_runs().items] == ["b"]
     assert store.create_flow(flow("a")).name == "a"  # the name is free again
@@ -298,23 +308,33 @@ def test_a_running_flow_cannot_be_deleted(store: Store) -> None:
 
 
 def test_page_lists_flows_by_name_filtered_and_paged(store: Store) -> None:
-    for name in ("gamma", "alpha", "a_b", "axb", "Beta"):
+    for name in ("gamma", "alpha", "delta", "beta", "epsilon"):
         store.create_flow(flow(name))
     store.pause("gamma")
 
     everything = store.list_flows()
-    assert [f.name for f in everything.items] == ["Beta", "a_b", "alpha", "axb", "gamma"]
+    assert [f.name for f in everything.items] == ["alpha", "beta", "delta", "epsilon", "gamma"]
     assert (everything.total, everything.has_more) == (5, False)
     assert [f.name for f in store.list_flows(status="paused").items] == ["gamma"]
     assert store.list_flows(status="active").total == 4
     assert [f.name for f in store.list_flows(search="ALP").items] == ["alpha"]
-    assert [f.name for f in store.list_flows(search="a_b").items] == ["a_b"]  # `_` is literal
-    assert [f.name for f in store.list_flows(search="ET").items] == ["Beta"]
+    assert [f.name for f in store.list_flows(search="ta").items] == ["beta", "delta"]
     first = store.list_flows(limit=2)
     assert ([f.name for f in first.items], first.total, first.has_more) == (
-        ["Beta", "a_b"], 5, True)
+        ["alpha", "beta"], 5, True)
     last = store.list_flows(offset=4, limit=2)
     assert ([f.name for f in last.items], last.has_more) == (["gamma"], False)
+    paused = store.list_flows(status="paused", search="a", limit=1)
+    assert ([f.name for f in paused.items], paused.total) == (["gamma"], 1)
+
+
+def test_search_takes_wildcard_characters_literally(store: Store) -> None:
+    for name in ("a_b", "axb", "a.b-c", "abc"):
+        store.create_flow(flow(name))
+
+    assert [f.name for f in store.list_flows(search="a_b").items] == ["a_b"]
+    assert [f.name for f in store.list_flows(search=".b-").items] == ["a.b-c"]
+    assert store.list_flows(search="%").total == 0
 
 
 @pytest.mark.parametrize(("options", "option"), [
@@ -825,6 +845,7 @@ def test_a_string_error_has_no_type_and_a_code_error_lands_on_the_flow(store: St
 
     assert (record.error_type, record.error, record.traceback) == (None, "cannot load", None)
     assert store.get_flow("a").code_error == "ImportError: app"
+    store.trigger("a")
     ok(store, claim_of(store, "a"))
     assert store.get_flow("a").code_error is None
 
@@ -988,6 +1009,7 @@ def test_page_lists_runs_newest_first_by_flow_and_status(store: Store) -> None:
     store.create_flow(flow("a", interval=60))
     store.create_flow(flow("b"))
     ok(store, claim_of(store, "a"))
+    store.trigger("a")
     store.runs.finish(claim_of(store, "a"), RunStatus.FAILED, RunCounts(), error="x")
     store.trigger("b")
 
@@ -1040,6 +1062,7 @@ def test_stats_aggregate_the_last_finished_runs(store: Store, clock: Clock) -> N
                       error="x")
     clock.advance(60)
     store.runs.finish(claim_of(store, "a"), RunStatus.CANCELLED, RunCounts(skipped=4))
+    clock.advance(60)
     claim_of(store, "a")  # running: not counted
 
     stats = store.flow_stats("a")
@@ -1079,7 +1102,8 @@ def partitioned(store: Store, name: str = "p", *, hold: float = 600, **limits: A
     claim = claim_of(store, name)
     ids = store.partitions.open(claim, [(part(0), None), (part(2), 1)], cursor_start=None,
                                 hold_seconds=hold, **limits)
-    assert ids is not None and len(ids) == 2
+    assert ids is not None
+    assert len(ids) == 2
     return claim, ids
 
 
@@ -1123,7 +1147,8 @@ def test_a_part_claim_starts_the_part_and_pushes_the_runs_lease(
         ids[1], claim.run_id, 1, claim.token, "w2")
     assert (got.attempt, got.source, got.cursor, got.counts, got.hold_seconds) == (
         1, part(2), 1, RunCounts(), 600)
-    assert got.token and got.token != claim.token
+    assert got.token
+    assert got.token != claim.token
     assert got.flow.name == "p"
     record = store.get_partition(ids[1])
     assert (record.status, record.worker_id, record.attempt, record.started_at) == (
@@ -1271,8 +1296,7 @@ def test_the_last_part_ends_the_run_at_the_furthest_checkpoint(
 
 def test_a_failed_part_fails_the_run_once_the_others_end(store: Store) -> None:
     store.create_flow(flow("next"))
-    store.reset_cursor("next", None)
-    claim, ids = partitioned(store)
+    _claim, ids = partitioned(store)
     first, second = claimed(store, ids[0]), claimed(store, ids[1])
     store.partitions.checkpoint(second, 3)
     try:
@@ -1349,7 +1373,8 @@ def test_dead_letters_are_kept_listed_newest_first_and_paged(store: Store, clock
 def test_dead_letters_are_replayed_or_marked_failed(store: Store, clock: Clock) -> None:
     store.dead_letters.add([letter("a", 1), letter("a", 2), letter("a", 3)], None)
     ids = [d.id for d in store.dead_letters.for_replay("a")]
-    assert len(ids) == 3 and ids == sorted(ids)
+    assert len(ids) == 3
+    assert ids == sorted(ids)
     assert [d.id for d in store.dead_letters.for_replay("a", [ids[2], ids[0]])] == [
         ids[0], ids[2]]
     assert [d.id for d in store.dead_letters.for_replay("a", limit=1)] == [ids[0]]

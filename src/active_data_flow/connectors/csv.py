@@ -187,6 +187,11 @@ class CsvSink(Sink):
         self._buffer = io.StringIO()
         self._writer = csv.writer(self._buffer, delimiter=self.config.delimiter,
                                   quotechar=self.config.quotechar, lineterminator="\n")
+        # csv quotes a field holding the delimiter, the quote or "\n", but not a lone "\r",
+        # which every reader takes for a line break: such rows get every field quoted.
+        self._quoting = csv.writer(self._buffer, delimiter=self.config.delimiter,
+                                   quotechar=self.config.quotechar, lineterminator="\n",
+                                   quoting=csv.QUOTE_ALL)
         self._pending = 0
         self._header_due: bool | None = None
 
@@ -201,7 +206,11 @@ class CsvSink(Sink):
                     f"{fields}", record=record, key=record_key(record),
                 ))
                 continue
-            self._writer.writerow([_cell(data.get(f)) for f in fields])
+            row = [_cell(data.get(f)) for f in fields]
+            if any(type(c) is str and "\r" in c for c in row):
+                self._quoting.writerow(row)
+            else:
+                self._writer.writerow(row)
             self._pending += 1
 
     def write(self, record: Message | Mapping[str, Any]) -> None:

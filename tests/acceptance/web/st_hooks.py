@@ -1,5 +1,6 @@
-"""Schemathesis hooks (loaded with ``SCHEMATHESIS_HOOKS=tests.acceptance.web.st_hooks``): a check that
-every refused request (4xx) explains itself and leaves the store's row counts unchanged.
+"""Schemathesis hooks (loaded with ``SCHEMATHESIS_HOOKS=tests.acceptance.web.st_hooks``): a
+check that every refused request (4xx) explains itself and leaves the store's row counts
+unchanged.
 
 Counts are read through the store's public API on the database ``ADF_DATABASE_URL`` names
 (the one the served engine uses), before and after each call.

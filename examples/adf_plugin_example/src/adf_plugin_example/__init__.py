@@ -11,6 +11,7 @@ from pydantic import Field
 
 from active_data_flow import Sink, Source, register_connector
 from active_data_flow.connector import SinkConfig, SourceConfig
+from active_data_flow.errors import ConfigurationError
 from active_data_flow.message import Message, Row, as_record
 
 __version__ = "0.3.1"
@@ -27,7 +28,10 @@ class RangeSource(Source):
     config: Config
 
     def each(self, cursor: Any = None) -> Iterator[Message]:
-        first = self.config.start if cursor is None else int(cursor) + 1
+        if cursor is not None and (type(cursor) is not int or cursor < -1):
+            raise ConfigurationError(f"range source cursor must be a number, got {cursor!r}",
+                                     option="cursor")
+        first = self.config.start if cursor is None else cursor + 1
         for i in range(first, self.config.stop):
             message = Row(n=i)
             message.position = i

@@ -294,6 +294,11 @@ class SqlAlchemySink(Sink):
         if self._single is not None:
             for record in records:
                 self._check_fields(tuple(record), record)
+                if self._upsert is not None:  # name a missing key, as the bulk path does
+                    try:
+                        self._upsert.updates(tuple(record))
+                    except SinkError as exc:
+                        raise SinkError(f"{self._label()} ({self._info.name}): {exc}") from None
             return [(None, records)]
         dialect = db.engine.dialect
         first = records[0]

@@ -194,7 +194,8 @@ class SqlAlchemySource(Source):
             total = int(reader.scalar(sa.select(sa.func.count()).select_from(
                 bounded.limit(None).order_by(None).subquery())))
             cuts: list[Any] = []
-            for k in range(1, min(parts, total)):
+            parts = min(parts, total)  # more parts than rows: one row each (no negative OFFSET)
+            for k in range(1, parts):
                 rows = reader._fetch(bounded.offset(total * k // parts - 1))
                 if not rows:
                     continue

@@ -17,9 +17,9 @@ from active_data_flow.runtimes.celery import create_app, set_default_app
 from active_data_flow.runtimes.heartbeat import FlowStore
 from active_data_flow.runtimes.heartbeat.engine.catalog import catalog
 from active_data_flow.runtimes.heartbeat.store import RunRecord
+from tests.conftest import RABBITMQ_HOST, REDIS_HOST, need
 from tests.integration.runtimes.celery import flows
 from tests.integration.runtimes.celery.harness import Broker, Cluster, wait_for
-from tests.conftest import RABBITMQ_HOST, REDIS_HOST, need
 
 # Short timeouts keep fault tests fast: a dead worker's part may be taken over after 3 s;
 # Redis redelivers an unacknowledged task after 6 s, swept for every second.

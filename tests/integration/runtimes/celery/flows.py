@@ -1,5 +1,6 @@
-"""What the test workers import (``ADF_FLOWS=tests.integration.runtimes.celery.flows``): the target table's model,
-the ``data`` database, the ``range`` source, and the scheduler loop the tests start.
+"""What the test workers import (``ADF_FLOWS=tests.integration.runtimes.celery.flows``): the
+target table's model, the ``data`` database, the ``range`` source, and the scheduler loop the
+tests start.
 
 Flows themselves are stored as JSON specs by each test, so that every test chooses its own
 sizes and runtime options while workers import this module once.

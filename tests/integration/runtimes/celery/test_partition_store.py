@@ -145,8 +145,9 @@ def test_a_failed_part_fails_the_run_once_the_others_ended_and_keeps_the_cursor(
     _, (p0, p1) = dispatch()
     a, b = held(store.partitions.claim(p0, "w")), held(store.partitions.claim(p1, "w"))
     store.partitions.checkpoint(b, 99)
-    first = store.partitions.finish(a, RunStatus.FAILED, RunCounts(read=3), error="boom",
-                                   error_type="builtins.ValueError", traceback="tb")
+    # The error's type (and traceback) are taken from the exception itself.
+    first = store.partitions.finish(a, RunStatus.FAILED, RunCounts(read=3),
+                                    error=ValueError("boom"))
     assert first.run is None  # part 1 still runs
     outcome = store.partitions.finish(b, RunStatus.SUCCEEDED, RunCounts(read=50))
 

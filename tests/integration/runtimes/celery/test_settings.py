@@ -67,8 +67,8 @@ def test_the_check_refuses_settings_that_lose_or_delay_runs(setting: str, value:
 def test_a_worker_with_late_acknowledgement_off_refuses_to_start() -> None:
     env = {**os.environ, "ADF_CELERY_BROKER_URL": REDIS, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(
-        [sys.executable, "-m", "celery", "-A", "tests.integration.runtimes.celery.unsafe_app", "worker",
-         "--pool=solo", "-Q", "adf_t_never_consumed"],
+        [sys.executable, "-m", "celery", "-A", "tests.integration.runtimes.celery.unsafe_app",
+         "worker", "--pool=solo", "-Q", "adf_t_never_consumed"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode != 0
     assert "task_acks_late must be True" in done.stdout + done.stderr

@@ -3,6 +3,7 @@ flow helpers."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -62,6 +63,14 @@ def make_store(db_url: str) -> Iterator[Callable[..., FlowStore]]:
 def store(make_store: Callable[..., FlowStore]) -> FlowStore:
     """A migrated store on each database (SQLite, PostgreSQL, MariaDB)."""
     return make_store()
+
+
+def wait_for(condition: Callable[[], object], what: str, timeout: float = 30.0) -> None:
+    """Poll ``condition`` until it holds; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
+        time.sleep(0.02)
 
 
 def memory_flow(

@@ -12,8 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from active_data_flow.errors import ConfigurationError
-from active_data_flow.runtimes.heartbeat import Heartbeat, Schedule
-from active_data_flow.runtimes.heartbeat.schedule import schedule_of
+from active_data_flow.runtimes.heartbeat import Heartbeat
+from active_data_flow.runtimes.heartbeat.schedule import Schedule, schedule_of
 
 T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 PARIS = ZoneInfo("Europe/Paris")

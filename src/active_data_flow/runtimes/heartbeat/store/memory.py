@@ -15,6 +15,7 @@ import json
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -304,7 +305,8 @@ class _Flows(_Repository):
 
     def cursor(self, flow_id: int) -> Any:
         with self._t.lock:
-            return _json(self._t.flows[flow_id]["cursor"])
+            row = self._t.flows.get(flow_id)  # like SQL: no such flow, no cursor
+            return None if row is None else _json(row["cursor"])
 
     def register_code(self, spec: FlowSpec) -> Outcome:
         with self._t.lock:
@@ -411,7 +413,9 @@ class _Runs(_Repository):
             run = self._t.runs.get(run_id)
             if run is None or run["status"] != _RUNNING or run["claim_token"] != token:
                 return None
-            return self._claimed(run, token, run["worker_id"] or "")
+            # Like SQL: the claim that dispatched the run, without the run's counts.
+            return replace(self._claimed(run, token, run["worker_id"] or ""),
+                           counts=RunCounts())
 
     def hold_dispatched(self, claim: ClaimedRun, seconds: float) -> bool:
         with self._t.lock:
@@ -756,6 +760,7 @@ class _Partitions(_Repository):
                      f"{first['part']}: {first['error'] or first['status']}")
             run.update(error_type=first["error_type"], traceback=first["traceback"])
         else:
+            run.update(error_type=None, traceback=None)
             flow.update(cursor=cursor, cursor_updated_at=now)
         run.update(status=status, claim_token=None, ended_at=now, heartbeat_at=now,
                    lease_expires_at=None, error=truncate(error, MAX_ERROR),
@@ -817,16 +822,18 @@ class _DeadLetters(_Repository):
         with self._t.lock:
             now = self.now()
             for letter_id in ids:
-                row = self._t.letters[letter_id]
-                row.update(replayed_at=now, replay_error=None,
-                           replay_attempts=row["replay_attempts"] + 1)
+                row = self._t.letters.get(letter_id)
+                if row is not None:  # like SQL: an unknown (deleted) letter changes nothing
+                    row.update(replayed_at=now, replay_error=None,
+                               replay_attempts=row["replay_attempts"] + 1)
 
     def mark_failed(self, failures: Mapping[int, str]) -> None:
         with self._t.lock:
             for letter_id, error in failures.items():
-                row = self._t.letters[letter_id]
-                row.update(replay_error=truncate(error, MAX_ERROR),
-                           replay_attempts=row["replay_attempts"] + 1)
+                row = self._t.letters.get(letter_id)
+                if row is not None:
+                    row.update(replay_error=truncate(error, MAX_ERROR),
+                               replay_attempts=row["replay_attempts"] + 1)
 
 
 class _Workers(_Repository):

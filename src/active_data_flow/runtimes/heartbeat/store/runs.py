@@ -149,7 +149,7 @@ class SqlRuns(SqlRepository):
     ) -> list[ClaimedRun]:
         rows = conn.execute(
             sa.select(runs).where(runs.c.id.in_(ids), runs.c.claim_token == token)
-            .order_by(runs.c.id)
+            .order_by(runs.c.due_at, runs.c.id)
         ).all()
         flow_ids = {r.flow_id for r in rows}
         records = {row.id: flow_record(row) for row in conn.execute(

@@ -141,16 +141,24 @@ def check_targets(s: Setup, kills: int) -> dict[str, int]:
 
 # -- named points ----------------------------------------------------------------------
 # The worker runs the three flows one after the other (shared, upsert, append; 8 batches
-# each), so the n-th hit of a point lands in a known flow and batch (see crash.py for where
-# each point is).
-CASES = [  # (point, hit, duplicates the appending sink must hold afterwards)
-    ("after_claim", 1, 0),
-    ("mid_batch", 4, 0),  # the shared flow's 4th batch, written but not committed
-    ("after_sink_commit", 5, 0),  # the upsert's 5th batch (the shared flow never gets here)
-    ("after_sink_commit", 13, BATCH),  # the append's 5th batch: durable, cursor not yet
-    ("after_cursor_commit", 6, 0),
-    ("while_finishing", 1, 0),  # the shared flow's final status, not committed
+# each), so the n-th hit of a point lands in a known flow and batch (crash.py says where
+# each point is); the flows' cursors right after the kill show that it did.
+CASES = [  # (point, hit, cursors of shared/upsert/append at the kill, duplicates appended)
+    ("after_claim", 1, (None, None, None), 0),
+    # the shared flow's 4th batch, written but not committed:
+    ("mid_batch", 4, (3 * BATCH, None, None), 0),
+    # the upsert's 5th batch (the shared flow never gets here):
+    ("after_sink_commit", 5, (8 * BATCH, 4 * BATCH, None), 0),
+    # the append's 5th batch: durable, cursor not yet:
+    ("after_sink_commit", 13, (8 * BATCH, 8 * BATCH, 4 * BATCH), BATCH),
+    ("after_cursor_commit", 6, (6 * BATCH, None, None), 0),
+    # the shared flow's final status, not committed:
+    ("while_finishing", 1, (8 * BATCH, None, None), 0),
 ]
+
+
+def cursors(store: FlowStore) -> tuple[Any, ...]:
+    return tuple(store.get_flow(name).cursor for name in ("shared", "upsert", "append"))
 
 
 @pytest.mark.slow
@@ -160,12 +168,13 @@ def test_a_worker_killed_at_each_named_point_loses_nothing(
 ) -> None:
     assert {c[0] for c in CASES} == set(CRASH_POINTS)
     url, other = make_database(kind), make_database(kind)
-    for point, hit, duplicates in CASES:
+    for point, hit, at_kill, duplicates in CASES:
         s = setup(url, other, rows=8 * BATCH)
         child = start_worker(s, crash_at=(point, hit), concurrency=1)
         child.join(30)
         killed_at = time.monotonic()
         assert child.exitcode == -signal.SIGKILL, f"{point}: the worker was not killed there"
+        assert cursors(s.store) == at_kill, f"{point}:{hit}: killed somewhere else"
         waited = reclaim_after_kill(s, killed_at)
         assert waited <= LEASE + RENEW + 1, f"{point}: reclaimed {waited:.2f}s after the kill"
         finish(s)

@@ -17,7 +17,7 @@ from active_data_flow.connectors.memory import MemorySink, MemorySource
 from active_data_flow.runtimes.heartbeat import Executor, FlowStore, Heartbeat, Worker, beat, sync
 from active_data_flow.runtimes.heartbeat.engine.beat import BackgroundRuns
 from tests.integration.runtimes.heartbeat import harness, sqlkit
-from tests.integration.runtimes.heartbeat.conftest import memory_flow
+from tests.integration.runtimes.heartbeat.conftest import memory_flow, wait_for
 
 ROWS = 60
 BATCH = 10
@@ -43,7 +43,9 @@ def test_starting_and_stopping_the_worker_a_hundred_times_leaks_nothing(
         assert beaten.wait(10)
         assert worker.stop(timeout=10)
         assert not worker.running
-    time.sleep(store.renew_seconds + 0.5)  # the lease keeper retires once idle
+    # The lease renewer retires once idle (within a renewal interval).
+    wait_for(lambda: threading.active_count() <= threads_before, "the threads to end",
+             timeout=store.renew_seconds + 5)
     assert threading.active_count() <= threads_before
     assert store.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
     assert statuses(store).get("running", 0) == 0
@@ -144,11 +146,12 @@ def test_sigterm_mid_batch_stops_the_worker_within_its_timeout(
     })
     expect_clean = stuck_in == "sink"
     child = start_copy_worker(db_url, delay=delay, shutdown_timeout=timeout)
-    deadline = time.monotonic() + 30
-    while store.get_flow("copy").running_run_id is None:
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    time.sleep(min(delay / 2, 0.3))  # in the middle of a batch
+    # In the middle of a batch: stuck reading the first chunk (source), or writing the
+    # batch after the first durable one (sink).
+    if stuck_in == "source":
+        wait_for(lambda: store.get_flow("copy").running_run_id is not None, "the run")
+    else:
+        wait_for(lambda: (store.get_flow("copy").cursor or 0) >= BATCH, "the first batch")
 
     os.kill(child.pid, signal.SIGTERM)
     sent = time.monotonic()

@@ -43,7 +43,7 @@ def test_lease_time_travel_reclaims_only_expired_running_runs(
     assert timed.runs.reclaim_expired() == [claims["a"].run_id]
 
     lost = timed.get_run(claims["a"].run_id)
-    assert (lost.status, lost.error_type) == ("failed", "WorkerLost")
+    assert (lost.status, lost.error_type) == ("failed", "active_data_flow.errors.WorkerLost")
     assert "'w1' stopped renewing its lease" in (lost.error or "")
     assert timed.get_run(claims["b"].run_id).status == "running"
     assert timed.get_run(claims["c"].run_id).status == "succeeded"

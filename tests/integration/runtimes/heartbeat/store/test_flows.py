@@ -80,8 +80,6 @@ BAD_SPECS: list[tuple[Any, str, str]] = [
       "runtime": {"type": "heartbeat", "config": {"timezone": "Mars/Olympus"}}}, "timezone",
      "Mars/Olympus"),
     ({"name": "x", "source": {"type": "memory"}, "sink": {"type": "memory"},
-      "transform": "no_such_code_flow"}, "transform", "no_such_code_flow"),
-    ({"name": "x", "source": {"type": "memory"}, "sink": {"type": "memory"},
       "on_error": "dead_letter"}, "dead_letter_sink", "dead_letter_sink"),
     ({"name": "x", "source": "memory", "sink": {"type": "memory"}}, "source", "source"),
     ([1, 2, 3], "spec", "JSON object"),
@@ -94,6 +92,18 @@ def test_bad_specs_are_rejected_with_the_reason_and_nothing_is_stored(store: Flo
             store.create_flow(spec)
         assert caught.value.option == option, (spec, str(caught.value))
         assert mentioned in str(caught.value), (spec, str(caught.value))
+    assert stored_counts(store) == (0, 0)
+
+
+def test_a_spec_borrowing_the_transform_of_an_unknown_code_flow_is_rejected(
+    store: FlowStore,
+) -> None:
+    spec = {"name": "x", "source": {"type": "memory"}, "sink": {"type": "memory"},
+            "transform": "no_such_code_flow"}
+    with pytest.raises(ConfigurationError) as caught:
+        store.create_flow(spec)
+    assert caught.value.option == "transform", str(caught.value)
+    assert "no_such_code_flow" in str(caught.value)
     assert stored_counts(store) == (0, 0)
 
 

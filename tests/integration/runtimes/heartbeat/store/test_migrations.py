@@ -83,7 +83,8 @@ def test_the_revisions_sit_on_their_own_branch_with_their_own_version_table(
     sqlite_url: str,
 ) -> None:
     config = Config()
-    config.set_main_option("script_location", "active_data_flow.runtimes.heartbeat.store:migrations")
+    config.set_main_option("script_location",
+                           "active_data_flow.runtimes.heartbeat.store:migrations")
     script = ScriptDirectory.from_config(config)
     base = [r for r in script.walk_revisions() if r.down_revision is None]
     assert [r.branch_labels for r in base] == [{BRANCH}]

@@ -131,7 +131,7 @@ class RunLifeCycle(RuleBasedStateMachine):
     @rule()
     def reclaim(self) -> None:
         for run_id in self.store.runs.reclaim_expired():
-            assert self.store.get_run(run_id).error_type == "WorkerLost"
+            assert self.store.get_run(run_id).error_type == "active_data_flow.errors.WorkerLost"
 
     # -- helpers and invariants ----------------------------------------------------------
     def _held(self, claim: ClaimedRun) -> bool:

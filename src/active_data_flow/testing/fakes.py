@@ -1,13 +1,4 @@
-"""Test helpers that ship with the package: in-memory connectors and a fault-injecting sink.
-
-Use them in your own flows' tests::
-
-    from active_data_flow.testing import MemorySource, MemorySink, FaultySink
-
-``FaultySink`` behaves like :class:`MemorySink` but raises on chosen flushes, transiently
-(``ConnectorTimeout``, which runtimes retry) or permanently (``SinkError``), so tests can
-check that a failed run loses nothing and that its cursor never passes unwritten data.
-"""
+"""Fakes for tests: connectors that fail on purpose."""
 
 from __future__ import annotations
 
@@ -15,11 +6,14 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from active_data_flow.connectors.memory import MemorySink, MemorySource
-from active_data_flow.errors import ConnectorTimeout, SinkError
+from active_data_flow.connectors.memory import MemorySink
+from active_data_flow.errors import (
+    ConnectorTimeout,
+    SinkError,
+)
 from active_data_flow.registry import register_connector
 
-__all__ = ["FaultySink", "MemorySink", "MemorySource"]
+__all__ = ["FaultySink"]
 
 
 @register_connector("faulty")
