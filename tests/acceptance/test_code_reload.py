@@ -11,7 +11,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -43,12 +42,12 @@ def write_flow(folder: Path, module: str, cls: str, out: Path, version: int,
 
 
 @pytest.fixture
-def project(tmp_path: Path) -> Iterator[tuple[Path, dict[str, str]]]:
+def project(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     flows = tmp_path / "data_flows"
     flows.mkdir()
     env = {**os.environ, "ADF_DATABASE_URL": f"sqlite:///{tmp_path / 'adf.db'}",
            "ADF_FLOWS": str(flows), "PYTHONDONTWRITEBYTECODE": "1"}
-    yield tmp_path, env
+    return tmp_path, env
 
 
 def adf(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

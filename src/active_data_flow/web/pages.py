@@ -308,8 +308,7 @@ def run_page(request: Request, run_id: Annotated[int, Path(ge=1, le=MAX_ID)]) ->
     store = _store(request)
     run = run_view(store.get_run(run_id))
     # A partitioned run (Celery runtime) has parts, when the store records them.
-    parts_of = getattr(store, "list_partitions", None)
-    parts = [partition_view(p) for p in parts_of(run_id)] if callable(parts_of) else []
+    parts = [partition_view(p) for p in store.list_partitions(run_id)]
     return render(request, "run.html", {"run": run, "partitions": parts,
                                         "refresh": run["status"] in ("pending", "running")})
 

@@ -353,7 +353,7 @@ class Executor:
                             _what(work.claim), flow.spec.name, attempt + 1, delay, error,
                             extra={"action": "run_retry", "run_id": work.claim.run_id})
                 if not work.retry_later(counts, note, kind):
-                    raise RunClaimLost("the claim was taken over by another worker")
+                    raise RunClaimLost("the claim was taken over by another worker") from error
                 if not work.retries_here:
                     return Outcome(again_in=delay)
                 if halt.wait(delay):

@@ -35,7 +35,8 @@ def migrations_path() -> Path:
 
 def _config() -> Config:
     config = Config()
-    config.set_main_option("script_location", "active_data_flow.runtimes.heartbeat.store:migrations")
+    config.set_main_option("script_location",
+                           "active_data_flow.runtimes.heartbeat.store:migrations")
     return config
 
 
