@@ -2,13 +2,15 @@
 on SQLite, PostgreSQL and MariaDB (a fresh database per test).
 
 Every repository method of :mod:`active_data_flow.runtimes.heartbeat.store.base` is covered
-here, with the same assertions on every store: the memory store is the SQL store's twin.
-Time comes from an injected clock that the tests move; nothing sleeps.
+here, with the same assertions on every store: the memory store is the SQL store's twin (the
+last test also drives both with the same random operations and compares everything they
+show). Time comes from an injected clock that the tests move; nothing sleeps.
 """
 
 from __future__ import annotations
 
 import os
+import random
 import socket
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -1499,3 +1501,203 @@ def test_a_store_tells_the_time_of_its_clock(store: Store, clock: Clock) -> None
     assert store.now() == T0
     assert (store.lease_seconds, store.renew_seconds) == (LEASE, LEASE / 4)
     assert not store.shares_database_with(object())
+
+
+# == the twin ============================================================================
+class Twin:
+    """One store under random operations, with the claims it handed out."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.runs: dict[int, ClaimedRun] = {}
+        self.parts: dict[int, ClaimedPartition] = {}
+        self.stale: list[ClaimedRun | ClaimedPartition] = []  # their writes must be refused
+
+    def held(self, rnd: random.Random) -> ClaimedRun | None:
+        """A claim believed held; now and then one given up already."""
+        old = [c for c in self.stale if isinstance(c, ClaimedRun)]
+        if old and (not self.runs or rnd.random() < 0.2):
+            return rnd.choice(old)
+        return self.runs[rnd.choice(sorted(self.runs))] if self.runs else None
+
+    def part(self, rnd: random.Random) -> ClaimedPartition | None:
+        old = [c for c in self.stale if isinstance(c, ClaimedPartition)]
+        if old and (not self.parts or rnd.random() < 0.2):
+            return rnd.choice(old)
+        return self.parts[rnd.choice(sorted(self.parts))] if self.parts else None
+
+    def give_up(self, claim: ClaimedRun | ClaimedPartition) -> None:
+        if isinstance(claim, ClaimedPartition):
+            self.parts.pop(claim.partition_id, None)
+        else:
+            self.runs.pop(claim.run_id, None)
+        if claim not in self.stale:
+            self.stale.append(claim)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything the store shows, in its JSON form (tracebacks aside)."""
+        store = self.store
+        runs = [r.to_dict() for r in store.list_runs(limit=1000, count_limit=None).items]
+        for run in runs:
+            run.pop("traceback")
+        flows = [f.to_dict() for f in store.list_flows(limit=1000).items]
+        return {
+            "flows": flows, "runs": runs,
+            "parts": [p.to_dict() for r in runs for p in store.list_partitions(r["id"])],
+            "letters": [d.to_dict() for f in flows for d in store.list_dead_letters(
+                f["name"], include_replayed=True, limit=1000).items],
+            "workers": sorted((w.to_dict() for w in store.list_workers()),
+                              key=lambda w: w["id"]),
+            "metrics": store.metrics(), "overdue": [f.name for f in store.overdue_flows()],
+        }
+
+
+def _act(twin: Twin, action: str, rnd: random.Random, clock: Clock | None) -> Any:
+    """Do ``action`` on ``twin``'s store with choices drawn from ``rnd``; what it returned
+    (records in their JSON form), or the type of the error it raised."""
+    store, name = twin.store, rnd.choice("abcd")
+    held, piece = twin.held(rnd), twin.part(rnd)
+    counts = RunCounts(read=rnd.randint(0, 5), written=rnd.randint(0, 5))
+    result: Any
+    try:
+        if action == "create":
+            interval = rnd.choice([None, 60, 3600, "*/5 * * * *"])
+            result = store.create_flow(flow(name, interval=interval,
+                                            triggers=rnd.sample("abcd", rnd.randint(0, 2))),
+                                       paused=rnd.random() < 0.2)
+        elif action == "register":
+            result = store.flows.register_code(checked_spec(
+                flow(name, interval=rnd.choice([None, 60, "*/5 * * * *"]))))
+        elif action == "update":
+            result = store.update_flow(name, {"runtime": {"type": "heartbeat", "config": (
+                rnd.choice([{}, {"interval": 30}, {"interval": 600}]))}})
+        elif action in ("pause", "resume", "trigger"):
+            result = getattr(store, action)(name)
+        elif action == "reset_cursor":
+            result = store.reset_cursor(name, rnd.choice([None, 5, {"k": [1]}]))
+        elif action == "advance":
+            step = rnd.choice([1, 29, 31, 61, 300])
+            if clock is not None:  # the stores share the clock: move it once
+                clock.advance(step)
+            result = step
+        elif action == "claim_due":
+            got = store.runs.claim_due(rnd.choice(["w1", "w2"]), limit=rnd.choice([None, 1, 2]))
+            twin.runs.update((c.run_id, c) for c in got)
+            result = [(c.run_id, c.flow.name, c.attempt, c.cursor, c.counts) for c in got]
+        elif action == "claim":
+            one = store.runs.claim(rnd.randint(1, 30), "w3")
+            if one is not None:
+                twin.runs[one.run_id] = one
+            result = one and (one.run_id, one.attempt, one.cursor, one.counts)
+        elif action == "reclaim_expired":
+            result = store.runs.reclaim_expired(limit=rnd.choice([1, 100]))
+            for run_id in result:
+                if run_id in twin.runs:
+                    twin.give_up(twin.runs[run_id])
+        elif action == "record_beat":
+            result = store.workers.record_beat(f"host:{rnd.randint(1, 3)}", rnd.randint(0, 3))
+        elif action == "dead_letters":
+            store.dead_letters.add([letter(name, rnd.randint(1, 9))], None)
+            ids = [d.id for d in store.dead_letters.for_replay(name)]
+            if rnd.random() < 0.5:
+                store.dead_letters.mark_replayed(ids[:1])
+            else:
+                store.dead_letters.mark_failed(dict.fromkeys(ids[-1:], "again"))
+            result = ids
+        elif action == "pclaim":
+            got = store.partitions.claim(rnd.randint(1, 6), "w5")
+            if isinstance(got, ClaimedPartition):
+                twin.parts[got.partition_id] = got
+                result = (got.partition_id, got.attempt, got.cursor, got.counts)
+            else:
+                result = got and (got.retry_in, got.reason)
+        elif held is None or (action in ("pretry", "pfinish") and piece is None):
+            result = "nothing held"
+        elif action == "finish":
+            result = store.runs.finish(
+                held, rnd.choice([RunStatus.SUCCEEDED, RunStatus.SUCCEEDED, RunStatus.FAILED,
+                                  RunStatus.CANCELLED]),
+                counts, duration_s=1.5, error=rnd.choice([None, "boom"]))
+            twin.give_up(held)
+        elif action == "release":
+            result = store.runs.release(held, counts, reason="stopping")
+            twin.give_up(held)
+        elif action == "checkpoint":
+            result = store.runs.checkpoint(held, rnd.randint(0, 99))
+        elif action == "progress":
+            result = store.runs.progress(held, counts, error=rnd.choice([None, "note"]))
+        elif action == "renew":
+            result = store.runs.renew([held])
+        elif action == "adopt":
+            result = store.runs.adopt(held.run_id, held.token, "w4")
+            if result is not None:
+                twin.runs[held.run_id] = result
+            result = result and (result.worker_id, result.counts)
+        elif action == "begin_attempt":
+            result = store.runs.begin_attempt(held, held.attempt + 1)
+        elif action == "open":
+            result = store.partitions.open(
+                held, [(part(0), None), (part(2), 1)], cursor_start=None,
+                hold_seconds=rnd.choice([20, 100]), concurrency_limit=rnd.choice([None, 1]),
+                concurrency_group=rnd.choice([None, "g"]), group_limit=rnd.choice([None, 1]))
+        else:
+            assert piece is not None
+            if action == "pretry":
+                result = store.partitions.retry(piece, counts, error="later")
+            else:
+                if rnd.random() < 0.5:
+                    store.partitions.checkpoint(piece, rnd.randint(0, 9))
+                outcome = store.partitions.finish(
+                    piece, rnd.choice([RunStatus.SUCCEEDED, RunStatus.FAILED]), counts,
+                    error=rnd.choice([None, "part failed"]))
+                twin.give_up(piece)
+                result = (outcome.partition, outcome.run)
+    except Exception as exc:  # the same error on both, or a difference to report
+        if isinstance(exc, RunClaimLost):
+            lost = piece if action in ("pretry", "pfinish") else held
+            if lost is not None:
+                twin.give_up(lost)
+        return type(exc).__name__
+    return _plain(result)
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "to_dict"):
+        made = value.to_dict()
+        made.pop("traceback", None)
+        return made
+    if isinstance(value, tuple):
+        return tuple(_plain(v) for v in value)
+    return value
+
+
+ACTIONS = (
+    "create", "create", "register", "update", "pause", "resume", "trigger", "reset_cursor",
+    "advance", "advance", "claim_due", "claim_due", "claim", "reclaim_expired", "record_beat",
+    "dead_letters", "finish", "finish", "release", "checkpoint", "progress", "renew", "adopt",
+    "begin_attempt", "open", "pclaim", "pclaim", "pretry", "pfinish",
+)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_memory_store_answers_like_the_sql_store(seed: int,
+                                                     make_database: Callable[[str], str]
+                                                     ) -> None:
+    """Random operations on a memory store and on a SQLite store sharing one clock: every
+    call returns the same, and afterwards both show the same flows, runs, parts, dead
+    letters, workers and gauges."""
+    clock = Clock()
+    memory = Twin(MemoryStore(clock=clock, lease_seconds=LEASE))
+    sql = Twin(FlowStore(make_database("sqlite"), auto_upgrade=True, clock=clock,
+                         lease_seconds=LEASE))
+    try:
+        plan = random.Random(seed)
+        for step in range(150):
+            action = plan.choice(ACTIONS)
+            draw = plan.random()
+            got = [_act(twin, action, random.Random(draw), clock if twin is memory else None)
+                   for twin in (memory, sql)]
+            assert got[0] == got[1], f"step {step}: {action} answered differently"
+            assert memory.snapshot() == sql.snapshot(), f"step {step}: after {action}"
+    finally:
+        sql.store.close()

@@ -37,6 +37,7 @@ from active_data_flow.runtimes.heartbeat.store.records import (
     ClaimedPartition,
     ClaimedRun,
     DeadLetter,
+    FlowBusy,
     FlowRecord,
     FlowStats,
     Page,
@@ -101,6 +102,11 @@ def describe(error: BaseException | str | None) -> tuple[str | None, str | None,
     trace = "".join(traceback.format_exception(cause)) if cause.__traceback__ else None
     return (error_type(cause), truncate(str(error) or type(error).__name__, MAX_ERROR),
             truncate(trace, MAX_TRACEBACK))
+
+
+def paused_chain(name: str) -> FlowBusy:
+    """The error of a chained trigger of a paused flow (chains never queue paused flows)."""
+    return FlowBusy(f"flow {name!r} is paused: a chained trigger queues no run of it")
 
 
 def utcnow() -> datetime:

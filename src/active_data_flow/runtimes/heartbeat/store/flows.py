@@ -22,6 +22,7 @@ from active_data_flow.runtimes.heartbeat.store.base import (
     OVERDUE_GRACE_SECONDS,
     Outcome,
     check_page,
+    paused_chain,
 )
 from active_data_flow.runtimes.heartbeat.store.models import dead_letters, flows, runs
 from active_data_flow.runtimes.heartbeat.store.records import (
@@ -153,6 +154,8 @@ class SqlFlows(SqlRepository):
     def trigger(self, name: str, *, reason: str = "manual") -> RunRecord:
         def work(conn: Connection) -> RunRecord:
             run_id = self._trigger(conn, self._flow_id(conn, name), reason, self.now())
+            if run_id is None:
+                raise paused_chain(name)
             return run_record(conn.execute(run_select().where(runs.c.id == run_id)).one())
 
         return self._db.transact(work)

@@ -30,6 +30,7 @@ from active_data_flow.runtimes.heartbeat.store.base import (
     StoreSettings,
     check_page,
     describe,
+    paused_chain,
     truncate,
     utcnow,
 )
@@ -289,7 +290,8 @@ class _Flows(_Repository):
     def trigger(self, name: str, *, reason: str = "manual") -> RunRecord:
         with self._t.lock:
             run_id = self._trigger(self._flow_row(name), reason, self.now())
-            assert run_id is not None  # only chained triggers of paused flows queue nothing
+            if run_id is None:
+                raise paused_chain(name)
             return self._run_record(self._t.runs[run_id])
 
     def reset_cursor(self, name: str, cursor: Any = None) -> FlowRecord:
@@ -367,7 +369,7 @@ class _Runs(_Repository):
         flow = self._t.flows[run["flow_id"]]
         run.update(status=_RUNNING, claim_token=token, worker_id=worker_id,
                    attempt=run["attempt"] + 1, started_at=run["started_at"] or now,
-                   cursor_start=run["cursor_start"] if run["cursor_start"] is not None
+                   cursor_start=run["cursor_start"] if run["started_at"] is not None
                    else flow["cursor"], heartbeat_at=now,
                    lease_expires_at=self._settings.lease_until(now), error=None,
                    error_type=None, traceback=None)
@@ -444,8 +446,6 @@ class _Runs(_Repository):
             cursor = _json(self._t.flows[run["flow_id"]]["cursor"])
             run.update(attempt=attempt, heartbeat_at=now,
                        lease_expires_at=self._settings.lease_until(now))
-            if run["cursor_start"] is None:
-                run["cursor_start"] = cursor
             return cursor, RunCounts(*(run[c] for c in _COUNTS))
 
     def progress(self, claim: ClaimedRun, counts: RunCounts, *, error: str | None = None,

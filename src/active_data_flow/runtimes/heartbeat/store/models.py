@@ -135,6 +135,7 @@ flows = sa.Table(
     sa.CheckConstraint(_in("status", FLOW_STATUSES), name="status"),
     sa.CheckConstraint(_in("origin", ("code", "spec")), name="origin"),
     sa.Index(None, "status", "name"),
+    sqlite_autoincrement=True,  # an id is never reused after a delete
 )
 
 runs = sa.Table(
@@ -188,6 +189,7 @@ runs = sa.Table(
     sa.Index(None, "status", "lease_expires_at"),  # the reclaim query
     sa.Index(None, "flow_id", "id"),  # a flow's history
     sa.Index(None, "status", "id"),  # runs by status, newest first
+    sqlite_autoincrement=True,
 )
 
 dead_letters = sa.Table(

@@ -137,8 +137,9 @@ class SqlRuns(SqlRepository):
         return {
             "status": _RUNNING, "worker_id": worker_id, "attempt": runs.c.attempt + 1,
             "started_at": sa.func.coalesce(runs.c.started_at, now),
-            # The run starts where the flow's cursor is now: nobody can move it while held.
-            "cursor_start": sa.case((runs.c.cursor_start.is_(None), flow_cursor),
+            # A run starts where the flow's cursor is when it is first claimed (nobody can move
+            # it while the claim holds); a run claimed again keeps where it started.
+            "cursor_start": sa.case((runs.c.started_at.is_(None), flow_cursor),
                                     else_=runs.c.cursor_start),
             "heartbeat_at": now, "lease_expires_at": self._settings.lease_until(now),
             "error": None, "error_type": None, "traceback": None,
@@ -188,8 +189,6 @@ class SqlRuns(SqlRepository):
                 raise lost(claim)
             values: dict[str, Any] = {"attempt": attempt, "heartbeat_at": now,
                                       "lease_expires_at": self._settings.lease_until(now)}
-            if row.cursor_start is None:
-                values["cursor_start"] = row.flow_cursor
             if not conn.execute(runs.update().where(*_guard(claim)).values(**values)).rowcount:
                 raise lost(claim)
             return row.flow_cursor, RunCounts.of(row)

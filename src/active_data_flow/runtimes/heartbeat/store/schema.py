@@ -61,15 +61,28 @@ def current_revision(db: Database) -> str | None:
 def _run(db: Database, action: str, revision: str) -> None:
     config = _config()
     with db.engine.connect() as conn:
-        # On SQLite an immediate transaction makes concurrent auto-upgrades queue, and the
-        # later ones find the schema current.
-        conn.execution_options(adf_write=True)
-        with conn.begin():
-            config.attributes["connection"] = conn
-            if action == "upgrade":
-                command.upgrade(config, revision)
-            else:
-                command.downgrade(config, revision)
+        # SQLite rebuilds a table to alter it (Alembic's batch mode): with foreign keys on,
+        # dropping the old table would cascade-delete the rows that reference it. The pragma
+        # only takes effect outside a transaction, so it goes to the driver before BEGIN.
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:
+            conn.connection.dbapi_connection.execute("PRAGMA foreign_keys = OFF")  # type: ignore[union-attr]
+        try:
+            # On SQLite an immediate transaction makes concurrent auto-upgrades queue, and
+            # the later ones find the schema current.
+            conn.execution_options(adf_write=True)
+            with conn.begin():
+                config.attributes["connection"] = conn
+                if action == "upgrade":
+                    command.upgrade(config, revision)
+                else:
+                    command.downgrade(config, revision)
+                if sqlite and conn.exec_driver_sql("PRAGMA foreign_key_check").first():
+                    raise RuntimeError("the migration left rows whose foreign keys match "
+                                       "nothing; it was rolled back")
+        finally:
+            if sqlite:
+                conn.connection.dbapi_connection.execute("PRAGMA foreign_keys = ON")  # type: ignore[union-attr]
 
 
 def upgrade(db: Database, revision: str = "heads") -> None:

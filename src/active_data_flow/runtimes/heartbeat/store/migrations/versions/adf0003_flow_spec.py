@@ -7,6 +7,8 @@ Revises: adf0002
 Create Date: 2026-12-01
 
 The data moves both ways: upgrade folds the columns into the spec, downgrade unfolds it.
+On SQLite, flow and run ids also become AUTOINCREMENT: an id is never given again after its
+row was deleted (a run's URL never points at another run).
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ depends_on: str | Sequence[str] | None = None
 
 _FIELDS = ("source", "sinks", "runtime", "dead_letter_sink", "on_error", "batch_size",
            "triggers", "transform")
+
+
+_AUTOINCREMENT = {"sqlite_autoincrement": True}
 
 
 def _json() -> sa.types.TypeEngine[Any]:
@@ -59,10 +64,13 @@ def upgrade() -> None:
         spec["triggers"] = list(spec["triggers"] or [])
         spec["on_error"] = spec["on_error"] or "fail"
         conn.execute(new.update().where(new.c.id == row["id"]).values(spec=spec))
-    with op.batch_alter_table("adf_flows") as batch:
+    with op.batch_alter_table("adf_flows", table_kwargs=_AUTOINCREMENT) as batch:
         for field in _FIELDS:
             batch.drop_column(field)
         batch.alter_column("spec", existing_type=_json(), nullable=False)
+    if conn.dialect.name == "sqlite":
+        with op.batch_alter_table("adf_runs", recreate="always", table_kwargs=_AUTOINCREMENT):
+            pass
 
 
 def downgrade() -> None:
