@@ -13,7 +13,7 @@ PACKAGE = Path(active_data_flow.__file__).parent
 
 CORE_MODULES = [
     "__init__.py", "message.py", "connector.py", "flow.py", "runtime.py", "registry.py",
-    "errors.py", "testing.py", "connectors/__init__.py", "connectors/memory.py",
+    "errors.py", "masking.py", "testing.py", "connectors/__init__.py", "connectors/memory.py",
     "connectors/jsonl.py", "connectors/csv.py", "connectors/_files.py",
     "runtimes/__init__.py", "runtimes/inline.py",
 ]

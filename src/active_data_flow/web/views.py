@@ -10,6 +10,7 @@ from dataclasses import fields
 from datetime import datetime
 from typing import Any
 
+from active_data_flow.masking import mask
 from active_data_flow.runtimes.heartbeat import (
     BeatSummary,
     DeadLetter,
@@ -19,7 +20,6 @@ from active_data_flow.runtimes.heartbeat import (
     ReplayReport,
     RunRecord,
 )
-from active_data_flow.web.masking import mask
 
 __all__ = [
     "beat_view",

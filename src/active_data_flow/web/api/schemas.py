@@ -1,7 +1,7 @@
 """The JSON shapes of the API (its OpenAPI document is generated from these).
 
 Requests are strict (unknown fields are errors); responses are snapshots of the store's
-records with every secret masked (:mod:`active_data_flow.web.masking`).
+records with every secret masked (:mod:`active_data_flow.masking`).
 """
 
 from __future__ import annotations
