@@ -70,7 +70,7 @@ def serve(
     """
     import uvicorn
 
-    from active_data_flow.web.masking import mask_text
+    from active_data_flow.masking import mask_text
 
     _mask_logs()
     auth = _auth_from_env(insecure_no_auth)
@@ -92,7 +92,7 @@ def serve(
 
 def _mask_logs() -> None:
     """Mask secrets in every log line this process writes (uvicorn's included)."""
-    from active_data_flow.web.masking import MaskingFilter
+    from active_data_flow.masking import MaskingFilter
 
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO,

@@ -25,6 +25,7 @@ from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from active_data_flow.errors import ActiveDataFlowError, ConfigurationError, FlowRunError
+from active_data_flow.masking import mask_text
 from active_data_flow.runtimes.heartbeat.store import (
     FlowBusy,
     FlowCodeError,
@@ -34,7 +35,6 @@ from active_data_flow.runtimes.heartbeat.store import (
     StoreNotMigrated,
     StoreUnavailable,
 )
-from active_data_flow.web.masking import mask_text
 
 __all__ = [
     "ErrorGuard",

@@ -10,11 +10,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
+from active_data_flow.masking import mask_text
 from active_data_flow.runtimes.heartbeat.engine.beat import BackgroundRuns, beat
 from active_data_flow.runtimes.heartbeat.engine.executor import Executor
 from active_data_flow.web.api.deps import Store, errors, get_settings
 from active_data_flow.web.api.schemas import BeatSummaryOut, HealthOut
-from active_data_flow.web.masking import mask_text
 from active_data_flow.web.security import bearer_token, same_secret
 from active_data_flow.web.settings import WebSettings
 from active_data_flow.web.views import beat_view

@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from active_data_flow.errors import ConfigurationError
 from active_data_flow.flow import FLOW_NAME_PATTERN
+from active_data_flow.masking import mask, unmask
 from active_data_flow.registry import available_connectors, available_runtimes
 from active_data_flow.runtimes.heartbeat.engine import deadletters
 from active_data_flow.runtimes.heartbeat.store import FlowRecord, RunNotFound
@@ -22,7 +23,6 @@ from active_data_flow.runtimes.heartbeat.store import Store as FlowStore
 from active_data_flow.web.api.schemas import MAX_ID
 from active_data_flow.web.charts import run_history_svg
 from active_data_flow.web.forms import INTERVAL_HELP, FlowForm, FormError
-from active_data_flow.web.masking import mask, unmask
 from active_data_flow.web.security import CSRF_COOKIE, CSRF_FIELD, Csrf
 from active_data_flow.web.views import dead_letter_view, flow_view, partition_view, run_view
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from active_data_flow.masking import mask
 from active_data_flow.runtimes.heartbeat.engine.beat import BeatSummary
 from active_data_flow.runtimes.heartbeat.engine.deadletters import ReplayReport
 from active_data_flow.runtimes.heartbeat.store import (
@@ -18,7 +19,6 @@ from active_data_flow.runtimes.heartbeat.store import (
     PartitionRecord,
     RunRecord,
 )
-from active_data_flow.web.masking import mask
 
 __all__ = [
     "beat_view",

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from active_data_flow.connectors.sqlalchemy import (
-    _engines,
+    _db,
     dispose_engines,
     registered_databases,
     unregister_database,
@@ -80,5 +80,5 @@ def insert(engine: sa.Engine, model: Any, records: list[dict[str, Any]]) -> None
 
 def checked_out(url: str) -> int:
     """Connections of the connectors' pool for ``url`` that are not back in the pool."""
-    db = _engines._by_url.get(url)
+    db = _db.cached_database(url)
     return 0 if db is None else db.engine.pool.checkedout()  # type: ignore[attr-defined]

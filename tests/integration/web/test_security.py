@@ -17,11 +17,11 @@ from fastapi.testclient import TestClient
 
 from active_data_flow import DataFlow
 from active_data_flow.errors import ConfigurationError
+from active_data_flow.masking import MASK
 from active_data_flow.message import Message
 from active_data_flow.runtimes.heartbeat import FlowStore, register_flow
 from active_data_flow.runtimes.heartbeat.engine.catalog import catalog
 from active_data_flow.web import WebSettings, create_app
-from active_data_flow.web.masking import MASK, MaskingFilter, mask, mask_text, unmask
 from active_data_flow.web.security import same_secret
 from tests.integration.web.conftest import PASSWORD, TOKEN, USER, csrf_token, memory_spec, wait_for
 
@@ -315,31 +315,6 @@ def test_database_passwords_are_masked_in_pages(client: TestClient, store: FlowS
         text = client.get(path).text
         assert SECRET_PW not in text, path
     assert f"mysql+pymysql://app:{MASK}@db/app" in client.get("/flows/with_url").text
-
-
-def test_masking_rules() -> None:
-    assert mask_text("postgresql://u:p4ss@h:5432/db?x=1") == "postgresql://u:***@h:5432/db?x=1"
-    assert mask_text("host=db password=abc user=x") == "host=db password=*** user=x"
-    assert mask_text("no secrets here: a@b.c") == "no secrets here: a@b.c"
-    spec = {"config": {"password": "x", "api_key": "k", "token": 3, "name": "n",
-                       "nested": [{"secret": "s"}], "passthrough": False}}
-    masked = mask(spec)
-    assert masked == {"config": {"password": MASK, "api_key": MASK, "token": MASK, "name": "n",
-                                 "nested": [{"secret": MASK}], "passthrough": False}}
-    assert unmask(masked, spec) == spec
-    changed = {"config": {**masked["config"], "password": "new"}}
-    assert unmask(changed, spec)["config"]["password"] == "new"
-
-
-def test_the_logging_filter_masks_messages_and_tracebacks() -> None:
-    record = logging.LogRecord("x", logging.ERROR, __file__, 1, "connect %s", (
-        f"postgresql://u:{SECRET_PW}@h/db",), None)
-    try:
-        raise RuntimeError(f"failed: mysql://r:{SECRET_PW}@h/db")
-    except RuntimeError:
-        record.exc_info = sys.exc_info()
-    MaskingFilter().filter(record)
-    assert SECRET_PW not in logging.Formatter().format(record)
 
 
 # -- registry only -------------------------------------------------------------------------

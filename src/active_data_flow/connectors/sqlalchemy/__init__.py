@@ -20,7 +20,7 @@ See ``docs/sqlalchemy.md`` for every option and the delivery guarantees.
 
 from __future__ import annotations
 
-from active_data_flow.connectors.sqlalchemy._engines import (
+from active_data_flow.connectors.sqlalchemy._db import (
     dispose_engines,
     register_database,
     registered_databases,

@@ -8,7 +8,7 @@ from pydantic import field_serializer, field_validator
 from sqlalchemy.engine import Engine
 
 from active_data_flow.connector import ConnectorConfig
-from active_data_flow.connectors.sqlalchemy import _engines
+from active_data_flow.connectors.sqlalchemy import _db
 from active_data_flow.connectors.sqlalchemy._models import import_string, resolve_model
 from active_data_flow.errors import ConfigurationError
 from active_data_flow.registry import specs_trusted
@@ -43,11 +43,11 @@ class ModelOptions(ConnectorConfig):
     def check(self, what: str) -> None:
         """Checks that must raise ConfigurationError itself (pydantic would echo the input,
         and a URL may hold a password)."""
-        _engines.check_reference(self.database, trusted=specs_trusted(), what=what)
+        _db.check_reference(self.database, trusted=specs_trusted(), what=what)
 
     def check_storable(self) -> None:
         """Raise ``ConfigurationError`` if the options cannot be written as a spec."""
-        if isinstance(self.database, Engine) and _engines.registered_name(self.database) is None:
+        if isinstance(self.database, Engine) and _db.registered_name(self.database) is None:
             raise ConfigurationError(
                 "an Engine passed as `database` has no name to store in a spec; register it "
                 "with register_database(name, engine) and pass the name",
@@ -57,9 +57,9 @@ class ModelOptions(ConnectorConfig):
     @field_serializer("database", when_used="json")
     def _database_spec(self, database: str | Engine | None) -> str | None:
         if isinstance(database, Engine):
-            return _engines.registered_name(database)
+            return _db.registered_name(database)
         if database is not None and "://" in database:
             # A URL of a registered database is stored as its name: stored specs may only
             # name registered databases.
-            return _engines.registered_name_of_url(database) or database
+            return _db.registered_name_of_url(database) or database
         return database

@@ -13,9 +13,9 @@ from pydantic import Field, field_validator
 from sqlalchemy.engine import Connection, Dialect, RootTransaction
 
 from active_data_flow.connector import Sink, SinkConfig
-from active_data_flow.connectors.sqlalchemy import _engines, _errors
+from active_data_flow.connectors.sqlalchemy import _db
 from active_data_flow.connectors.sqlalchemy._bulk import Writer, make_writer
-from active_data_flow.connectors.sqlalchemy._engines import Database
+from active_data_flow.connectors.sqlalchemy._db import Database
 from active_data_flow.connectors.sqlalchemy._models import ModelInfo, model_database
 from active_data_flow.connectors.sqlalchemy._options import ModelOptions, names
 from active_data_flow.connectors.sqlalchemy._single import SingleWriter
@@ -172,7 +172,7 @@ class SqlAlchemySink(Sink):
             self.flush()
         finally:
             conn, self._conn = self._conn, None
-            _engines.release(conn)
+            _db.release(conn)
 
     # -- transactions -------------------------------------------------------------------
     def _flush(self, hook: Callable[[Any], bool] | None) -> bool:
@@ -206,7 +206,7 @@ class SqlAlchemySink(Sink):
                 for writer, _ in plan:
                     if writer is not None:
                         writer.prepare(conn)
-                trans = self._begin(conn)
+                trans = _db.begin_immediate(conn)
                 self._write(conn, plan, rejected, isolate)
                 result = bool(hook(conn)) if hook is not None else False
             except _Isolate:
@@ -219,7 +219,7 @@ class SqlAlchemySink(Sink):
                 continue
             except (sa.exc.DBAPIError, sa.exc.TimeoutError) as exc:
                 self._rollback(trans)
-                if not _errors.is_transient_db_error(exc) or attempt >= db.retry.attempts:
+                if not _db.is_transient_db_error(exc) or attempt >= db.retry.attempts:
                     raise self._failure(db, exc, attempt) from exc
                 self._pause(db, exc, attempt)
                 attempt += 1
@@ -232,22 +232,12 @@ class SqlAlchemySink(Sink):
                 self._report(db, record, error, raise_it=False)
             return result
 
-    def _begin(self, conn: Connection) -> RootTransaction:
-        trans = conn.begin()
-        if conn.dialect.name == "sqlite":
-            raw = conn.connection.dbapi_connection
-            if raw is not None and not raw.in_transaction:
-                # pysqlite opens transactions lazily and would let a RELEASE of the first
-                # savepoint commit everything: begin explicitly, taking the write lock now.
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
-        return trans
-
     def _commit(self, db: Database, trans: RootTransaction) -> None:
         try:
             trans.commit()
         except (sa.exc.DBAPIError, sa.exc.TimeoutError) as exc:
             self._drop()
-            kind = ConnectorTimeout if _errors.is_transient_db_error(exc) else SinkError
+            kind = ConnectorTimeout if _db.is_transient_db_error(exc) else SinkError
             detail = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
             raise kind(
                 f"sink ({db.label}): committing {self._info.name} records failed, so the batch "
@@ -265,7 +255,7 @@ class SqlAlchemySink(Sink):
             self._drop()
 
     def _failure(self, db: Database, exc: BaseException, attempts: int) -> Exception:
-        error = _errors.translate(exc, db, "sink", f"writing {self._info.name} records")
+        error = _db.translate(exc, db, "sink", f"writing {self._info.name} records")
         if isinstance(error, ConnectorTimeout) and attempts > 1:
             return ConnectorTimeout(f"{error} (after {attempts} attempts)")
         return error
@@ -416,7 +406,7 @@ class SqlAlchemySink(Sink):
     # -- connections --------------------------------------------------------------------
     def _database(self) -> Database:
         if self._db is None:
-            db = _engines.resolve_database(
+            db = _db.resolve_database(
                 self.config.database, model_database(self.config.model), self._label()
             )
             if self._upsert is not None:
@@ -428,7 +418,7 @@ class SqlAlchemySink(Sink):
         conn = self._conn
         if conn is None or conn.closed or conn.invalidated:
             self._drop()
-            conn = self._conn = _engines.connect(db, "sink")
+            conn = self._conn = db.connect("sink")
         return conn
 
     def _drop(self) -> None:

@@ -15,8 +15,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from active_data_flow.connector import Partition, Source, SourceConfig, check_parts
-from active_data_flow.connectors.sqlalchemy import _engines
-from active_data_flow.connectors.sqlalchemy._engines import Database
+from active_data_flow.connectors.sqlalchemy import _db
+from active_data_flow.connectors.sqlalchemy._db import Database
 from active_data_flow.connectors.sqlalchemy._models import ModelInfo, model_database
 from active_data_flow.connectors.sqlalchemy._options import ModelOptions, names
 from active_data_flow.connectors.sqlalchemy._query import QueryPlan
@@ -215,14 +215,14 @@ class SqlAlchemySource(Source):
     def count(self) -> int | None:
         """The number of rows a full read yields (``limit`` included)."""
         db = self._database()
-        conn = _engines.connect(db, "source")
+        conn = db.connect("source")
         try:
-            total = int(_engines.retrying(
-                db, "source", f"counting {self._info.name} rows",
+            total = int(db.retrying(
+                "source", f"counting {self._info.name} rows",
                 lambda: conn.execute(self._plan.count_statement()).scalar_one(),
             ))
         finally:
-            _engines.release(conn)
+            _db.release(conn)
         return min(total, self.config.limit) if self.config.limit else total
 
     def close(self) -> None:
@@ -232,7 +232,7 @@ class SqlAlchemySource(Source):
 
     def _database(self) -> Database:
         if self._db is None:
-            self._db = _engines.resolve_database(
+            self._db = _db.resolve_database(
                 self.config.database, model_database(self.config.model), self._label()
             )
         return self._db
@@ -295,8 +295,8 @@ class _PageReader:
     def scalar(self, stmt: sa.Select[Any]) -> Any:
         """One value (a count) on this reader's connection, retried like a page."""
         action = f"counting {self.plan.info.name} rows"
-        return _engines.retrying(self.db, "source", action, lambda: self._scalar(stmt),
-                                 on_retry=self._drop)
+        return self.db.retrying("source", action, lambda: self._scalar(stmt),
+                                on_retry=self._drop)
 
     def _scalar(self, stmt: sa.Select[Any]) -> Any:
         conn = self._connection()
@@ -309,8 +309,8 @@ class _PageReader:
     def _fetch(self, stmt: sa.Select[Any]) -> list[Any]:
         """Run one page, reconnecting and re-running it after a transient failure."""
         action = f"reading {self.plan.info.name} rows"
-        return _engines.retrying(self.db, "source", action, lambda: self._run(stmt),
-                                 on_retry=self._drop)
+        return self.db.retrying("source", action, lambda: self._run(stmt),
+                                on_retry=self._drop)
 
     def _run(self, stmt: sa.Select[Any]) -> list[Any]:
         conn = self._connection()
@@ -338,7 +338,7 @@ class _PageReader:
     def _connection(self) -> Connection:
         if self.conn is None or self.conn.closed or self.conn.invalidated:
             self._drop()
-            self.conn = _engines.connect(self.db, "source")
+            self.conn = self.db.connect("source")
             if self.source.config.readonly:
                 self._set_readonly(self.conn, on=True)
             if not self.plan.uses_orm:

@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query, Response
 
+from active_data_flow.masking import unmask
 from active_data_flow.runtimes.heartbeat.engine.deadletters import replay
 from active_data_flow.web.api.deps import (
     FlowNamePath,
@@ -28,7 +29,6 @@ from active_data_flow.web.api.schemas import (
     RunOut,
     RunPage,
 )
-from active_data_flow.web.masking import unmask
 from active_data_flow.web.views import (
     dead_letter_view,
     flow_view,

@@ -3,7 +3,7 @@
 Flows, runs, parts, dead letters and heartbeats are the core's and the store's own models
 (:class:`~active_data_flow.FlowSpec` and the records): nothing here repeats their fields.
 Requests are strict (unknown fields are errors); responses are snapshots of the store's
-records with every secret masked (:mod:`active_data_flow.web.masking`).
+records with every secret masked (:mod:`active_data_flow.masking`).
 """
 
 from __future__ import annotations

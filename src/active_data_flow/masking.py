@@ -1,10 +1,14 @@
-"""Hide secrets before anything reaches a page, an API response or a log line.
+"""Hide secrets before anything reaches a page, an API response, an error or a log line.
 
 Two kinds of secrets hide in flow specs and error texts: passwords inside URLs
 (``postgresql://app:s3cret@db/prod``) and values under keys that name a secret
 (``password``, ``token``, ``api_key``...). Both become :data:`MASK`. When a masked spec
 comes back from an edit form, :func:`unmask` puts the stored secrets back in place, so a
 user can edit a flow without retyping (or ever seeing) its password.
+
+This is the one masking rule of the package: the web pages, the CLI and the database layer
+of the SQLAlchemy connectors all mask through it. It is part of the core, so it uses the
+standard library only; :func:`mask_url` accepts a SQLAlchemy ``URL`` by its duck type.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import logging
 import re
 from typing import Any
 
-__all__ = ["MASK", "MaskingFilter", "mask", "mask_text", "unmask"]
+__all__ = ["MASK", "MaskingFilter", "mask", "mask_text", "mask_url", "unmask"]
 
 MASK = "***"
 
@@ -32,6 +36,37 @@ def mask_text(text: str) -> str:
     """``text`` with URL passwords and ``password=...`` values replaced by ``***``."""
     text = _URL_PASSWORD.sub(lambda m: m["head"] + MASK, text)
     return _KEY_VALUE.sub(lambda m: m["head"] + MASK, text)
+
+
+# A whole SQLAlchemy URL, split where SQLAlchemy's own parser splits it (``make_url``): the
+# user name runs to the first ":" or "/", the password to the first "@". Masking exactly what
+# SQLAlchemy would send as the password also covers characters mask_text stops at (spaces,
+# quotes), which SQLAlchemy leaves unescaped when it renders a URL.
+_WHOLE_URL = re.compile(r"(?P<head>[\w+]+://[^:/]*:)(?P<password>[^@]*)(?P<tail>@.*)", re.DOTALL)
+
+
+def mask_url(url: Any) -> str:
+    """A database URL (or a text holding URLs) as it may be shown: password as ``***``.
+
+    Args:
+        url: a SQLAlchemy ``URL`` (anything with ``render_as_string(hide_password=...)``),
+            a URL string, or any text, which goes through :func:`mask_text`.
+
+    Returns:
+        ``postgresql://app:***@db/prod`` for ``postgresql://app:s3cret@db/prod``; a string
+        that is not one URL comes back as :func:`mask_text` gives it.
+
+    .. versionadded:: 0.2
+    """
+    render = getattr(url, "render_as_string", None)
+    if callable(render):
+        return str(render(hide_password=True))
+    text = str(url)
+    whole = _WHOLE_URL.fullmatch(text)
+    if whole is None:
+        return mask_text(text)
+    # The tail may hold more secrets: ``?password=...`` or a second URL.
+    return whole["head"] + MASK + mask_text(whole["tail"])
 
 
 def mask(value: Any) -> Any:
