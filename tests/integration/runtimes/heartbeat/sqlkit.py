@@ -23,8 +23,8 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
-from active_data_flow._sql import is_transient_db_error
 from active_data_flow.connector import Sink, SinkConfig, Source, SourceConfig
+from active_data_flow.connectors.sqlalchemy._db import is_transient_db_error
 from active_data_flow.errors import ConnectorTimeout, SinkError
 from active_data_flow.message import Message, Row, as_record
 from active_data_flow.registry import register_connector

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import pytest
 import sqlalchemy as sa
 
-from active_data_flow._sql import is_transient_db_error
+from active_data_flow.connectors.sqlalchemy._db import is_transient_db_error
 from active_data_flow.registry import register_connector
 from active_data_flow.runtimes.heartbeat import FlowStore, beat
 from tests.conftest import need, reachable
