@@ -32,7 +32,7 @@ from pydantic_core import PydanticCustomError
 
 from active_data_flow.errors import ConfigurationError, RecordRejected
 from active_data_flow.message import Message
-from active_data_flow.registry import connector_class
+from active_data_flow.registry import connector_class, specs_trusted, untrusted_allowed
 
 __all__ = [
     "Connector",
@@ -124,6 +124,13 @@ class Connector(Configurable):
     role: ClassVar[Literal["source", "sink"]]
     Config: ClassVar[type[ConnectorConfig]] = ConnectorConfig
 
+    #: Whether specs from outside the application's code (the flow store, the web API)
+    #: may use this connector. Mark a connector safe only when no option can reach beyond
+    #: what the application allowed (files outside the allowed folders, unregistered
+    #: models or databases) and a run keeps nothing in the server's memory. Default:
+    #: not safe; an application may still allow a type (``allow_untrusted_connectors``).
+    untrusted_ok: ClassVar[bool] = False
+
     config: ConnectorConfig
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -145,6 +152,13 @@ class Connector(Configurable):
             raise ConfigurationError(
                 f"{cls.role} type {type_name!r} is a {klass.__qualname__}, "
                 f"not a {cls.__qualname__}",
+                option="type",
+            )
+        if not (klass.untrusted_ok or specs_trusted() or untrusted_allowed(type_name)):
+            raise ConfigurationError(
+                f"{cls.role} type {type_name!r} may not be used by flows from the store or "
+                "the web (it is not marked safe for them); the application may allow it "
+                "with allow_untrusted_connectors() or ADF_UNTRUSTED_CONNECTORS",
                 option="type",
             )
         return klass(**config)

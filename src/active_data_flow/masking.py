@@ -15,34 +15,66 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["MASK", "MaskingFilter", "mask", "mask_text", "mask_url", "unmask"]
+__all__ = ["MASK", "MaskingFilter", "escape_control", "mask", "mask_text", "mask_url", "unmask"]
 
 MASK = "***"
 
-_SECRET_KEY = re.compile(r"pass(word|wd)?$|secret|token|api[_-]?key|credential|private[_-]?key",
-                         re.IGNORECASE)
-# scheme://user:password@host  ->  scheme://user:***@host
+#: Names of secrets, as keys of a mapping or of ``key=value`` / ``"key": "value"`` text.
+_SECRET_NAMES = (r"pass(?:word|wd)?|pwd|secret|token|api[_-]?key|apikey|credential"
+                 r"|private[_-]?key|authorization")
+_SECRET_KEY = re.compile(rf"(?:{_SECRET_NAMES})$|secret|token|api[_-]?key|credential"
+                         r"|private[_-]?key|authorization|pwd", re.IGNORECASE)
+# scheme://user:password@host  ->  scheme://user:***@host. The password runs to the "@" after
+# which the host holds no other "@" (a password written with an unescaped "@" is masked
+# whole, not up to its first "@").
 _URL_PASSWORD = re.compile(
-    r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@'\"]*:)(?P<password>[^\s@'\"]+)(?=@)"
+    r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@'\"]*:)(?P<password>[^\s'\"]+?)"
+    r"(?=@[^\s@/?#'\"]*(?:[\s/?#'\")\],;]|$))"
 )
-# password=secret in DSNs and query strings
-_KEY_VALUE = re.compile(r"(?P<head>\b(?:password|passwd|pwd)\s*=\s*)(?P<password>[^\s&;'\"]+)",
-                        re.IGNORECASE)
+# user:password@host without a scheme (libpq-style, Redis, logs): the same rule.
+_BARE_PASSWORD = re.compile(
+    r"(?P<head>(?<![\w/:.@\-])[A-Za-z_][\w.\-]*:)(?P<password>[^\s'\"/@*][^\s'\"]*?)"
+    r"(?=@[A-Za-z0-9][\w.\-]*(?::\d+)?(?:[\s/?#'\")\],;]|$))"
+)
+# Credentials of an HTTP Authorization header: ``Bearer abc`` anywhere, ``Basic dXNlcjpw``
+# after ``Authorization:`` (alone, "basic" is too common a word).
+_AUTH_SCHEME = re.compile(
+    r"(?P<head>(?:\bauthorization['\"]?\s*[:=]\s*['\"]?(?:Basic|Digest|Bearer)\s+"
+    r"|\bBearer\s+))(?P<password>[A-Za-z0-9\-._~+/]+=*)", re.IGNORECASE)
+# password=secret, PGPASSWORD=secret, token: abc, "password": "x", 'api_key': 'k'
+_KEY_VALUE = re.compile(
+    rf"(?P<head>(?P<quote>['\"]?)\b[\w.\-]*?(?:{_SECRET_NAMES})(?P=quote)\s*[:=]\s*)"
+    r"(?P<password>\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'|[^\s&;'\"]+)",
+    re.IGNORECASE,
+)
+
+
+def _masked_value(match: re.Match[str]) -> str:
+    value = match["password"]
+    quote = value[0] if value[:1] in ("'", '"') and len(value) > 1 else ""
+    return match["head"] + quote + MASK + quote
 
 
 def mask_text(text: str) -> str:
-    """``text`` with URL passwords and ``password=...`` values replaced by ``***``."""
+    """``text`` with every secret replaced by ``***``: URL passwords, credentials of an
+    ``Authorization`` header, and values of secret keys written ``key=value``,
+    ``key: value`` or ``"key": "value"`` (``password``, ``PGPASSWORD``, ``token``,
+    ``api_key``...)."""
     text = _URL_PASSWORD.sub(lambda m: m["head"] + MASK, text)
-    return _KEY_VALUE.sub(lambda m: m["head"] + MASK, text)
+    text = _BARE_PASSWORD.sub(lambda m: m["head"] + MASK, text)
+    text = _AUTH_SCHEME.sub(lambda m: m["head"] + MASK, text)
+    return _KEY_VALUE.sub(_masked_value, text)
 
 
-# A whole SQLAlchemy URL, split where SQLAlchemy's own parser splits it (``make_url``): the
-# user name runs to the first ":" or "/", the password to the first "@". Masking exactly what
-# SQLAlchemy would send as the password also covers characters mask_text stops at (spaces,
-# quotes), which SQLAlchemy leaves unescaped when it renders a URL.
-_WHOLE_URL = re.compile(r"(?P<head>[\w+]+://[^:/]*:)(?P<password>[^@]*)(?P<tail>@.*)", re.DOTALL)
+# A whole SQLAlchemy URL: the user name runs to the first ":" or "/", the password to the
+# "@" after which the host holds no other "@". Masking the whole authority's secret also
+# covers characters mask_text stops at (spaces, quotes), which SQLAlchemy leaves unescaped
+# when it renders a URL.
+_WHOLE_URL = re.compile(r"(?P<head>[\w+]+://[^:/]*:)(?P<password>.*?)"
+                        r"(?P<tail>@[^@/?#]*(?:[/?#].*)?)", re.DOTALL)
 
 
 def mask_url(url: Any) -> str:
@@ -103,15 +135,46 @@ def unmask(new: Any, stored: Any) -> Any:
     return new
 
 
+# Control characters (CR and LF above all) in a logged value would start a new log line
+# with text an attacker chose: they are written as escapes (``\\r``, ``\\n``, ``\\x1b``).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def escape_control(text: str) -> str:
+    """``text`` with control characters written as escapes, so it stays on one log line."""
+    return _CONTROL.sub(lambda m: _ESCAPES.get(m[0]) or f"\\x{ord(m[0]):02x}", text)
+
+
+def _log_value(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, float)):
+        return value  # keeps %d and %f working
+    return escape_control(mask_text(str(value)))
+
+
 class MaskingFilter(logging.Filter):
-    """A logging filter that masks secrets in messages (and in exception texts)."""
+    """A logging filter for every handler: masks secrets in messages, values and exception
+    texts, and escapes control characters in every logged value (so a CR/LF an attacker
+    put in a path or a name cannot forge a log line).
+
+    The message template is the program's own and keeps its line breaks; the values merged
+    into it (``record.args``) are masked and escaped one by one, and stay separate, so
+    formatters that read them (uvicorn's access log) still work.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.args:
-            record.msg = record.getMessage()
-            record.args = None
+        if isinstance(record.args, Mapping):
+            record.args = {k: _log_value(v) for k, v in record.args.items()}
+        elif record.args:
+            record.args = tuple(_log_value(v) for v in record.args)
         if isinstance(record.msg, str):
-            record.msg = mask_text(record.msg)
+            text = mask_text(record.msg)
+            # Without values, the message itself may hold one: escape all but line breaks
+            # the program wrote on purpose... unless they come with a CR (never intended).
+            record.msg = text if record.args else _CONTROL.sub(
+                lambda m: m[0] if m[0] == "\n" else escape_control(m[0]), text)
+        else:
+            record.msg = _log_value(record.msg)
         if record.exc_info and record.exc_info[1] is not None and not record.exc_text:
             formatter = logging.Formatter()
             record.exc_text = mask_text(formatter.formatException(record.exc_info))

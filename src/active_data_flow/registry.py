@@ -42,6 +42,7 @@ __all__ = [
     "RUNTIME_GROUP",
     "Role",
     "allow_file_roots",
+    "allow_untrusted_connectors",
     "available_connectors",
     "available_runtimes",
     "check_file_path",
@@ -51,6 +52,7 @@ __all__ = [
     "register_runtime",
     "runtime_class",
     "specs_trusted",
+    "untrusted_allowed",
     "untrusted_specs",
 ]
 
@@ -91,6 +93,23 @@ def specs_trusted() -> bool:
 
 
 _file_roots: list[Path] = []
+_untrusted_allowed: set[str] = set()
+
+
+def allow_untrusted_connectors(*type_names: str) -> None:
+    """Let specs from outside the application use connector types not marked safe for them
+    (``untrusted_ok``), such as ``memory`` in a demo or a test suite. Also read from
+    ``ADF_UNTRUSTED_CONNECTORS`` (comma-separated type names)."""
+    with _lock:
+        _untrusted_allowed.update(type_names)
+
+
+def untrusted_allowed(type_name: str) -> bool:
+    """Whether the application allowed ``type_name`` in untrusted specs although the
+    connector is not marked ``untrusted_ok`` (see :func:`allow_untrusted_connectors`)."""
+    env = os.environ.get("ADF_UNTRUSTED_CONNECTORS", "")
+    return type_name in _untrusted_allowed or type_name in {
+        n.strip() for n in env.split(",") if n.strip()}
 
 
 def allow_file_roots(*roots: str | os.PathLike[str]) -> None:

@@ -23,7 +23,15 @@ from active_data_flow.runner import Runner
 if TYPE_CHECKING:
     from active_data_flow.flow import DataFlow
 
-__all__ = ["Runtime", "RuntimeConfig"]
+__all__ = ["MAX_INTERVAL", "MIN_INTERVAL", "Runtime", "RuntimeConfig", "check_interval"]
+
+#: The shortest interval, in seconds: 1 ms. Timestamps are kept to the microsecond, so a
+#: shorter step cannot be represented; anything shorter than the heartbeat means "due at
+#: every beat" anyway (tests and busy workers use a few milliseconds for that).
+MIN_INTERVAL = 0.001
+#: The longest interval, in seconds: one (leap) year. Longer schedules are better written
+#: as cron expressions, and next-run arithmetic stays far from the end of the calendar.
+MAX_INTERVAL = 366 * 86_400.0
 
 _CRON_FIELD = re.compile(r"^[\d*/,\-A-Za-z?LW#]+$")
 
@@ -58,9 +66,23 @@ class RuntimeConfig(BaseModel):
             fields = value.split()
             if len(fields) not in (5, 6) or not all(_CRON_FIELD.match(f) for f in fields):
                 raise ValueError(f"not a number of seconds or a cron expression: {value!r}")
-        elif value is not None and (not math.isfinite(value) or value <= 0):
-            raise ValueError("must be a positive, finite number of seconds")
+        elif value is not None:
+            check_interval(value)
         return value
+
+
+def check_interval(seconds: float) -> float:
+    """``seconds`` when it is a usable interval: finite, from :data:`MIN_INTERVAL` (1 ms) to
+    :data:`MAX_INTERVAL` (one year).
+
+    Raises:
+        ValueError: saying the range.
+    """
+    if isinstance(seconds, bool) or not math.isfinite(seconds) or not (
+            MIN_INTERVAL <= seconds <= MAX_INTERVAL):
+        raise ValueError(f"must be a finite number of seconds from {MIN_INTERVAL:g} (1 ms) to "
+                         f"{MAX_INTERVAL:.0f} (one year), or a cron expression; got {seconds!r}")
+    return seconds
 
 
 class Runtime(Configurable):

@@ -51,6 +51,8 @@ class CsvSource(Source):
         encoding: the text encoding (default UTF-8; a byte-order mark is ignored).
     """
 
+    untrusted_ok = True  # untrusted specs name files inside the allowed folders only
+
     class Config(_Dialect):
         fields: list[str] | None = None
         strict: bool = True
@@ -172,6 +174,8 @@ class CsvSink(Sink):
 
     ``None`` is written as an empty field.
     """
+
+    untrusted_ok = True  # untrusted specs name files inside the allowed folders only
 
     class Config(FileSinkConfig):
         fields: list[str] | None = None

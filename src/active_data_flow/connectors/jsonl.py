@@ -43,6 +43,8 @@ class JsonLinesSource(Source):
             error names the file and line), or the cursor lies beyond the end of the file.
     """
 
+    untrusted_ok = True  # untrusted specs name files inside the allowed folders only
+
     Config = FileSourceConfig
     config: FileSourceConfig
 
@@ -91,6 +93,8 @@ class JsonLinesSink(Sink):
     Dates, decimals, UUIDs, enums and pydantic models are written in their JSON form; a
     record that still cannot be serialised is rejected (``RecordRejected``).
     """
+
+    untrusted_ok = True  # untrusted specs name files inside the allowed folders only
 
     Config = FileSinkConfig
     config: FileSinkConfig

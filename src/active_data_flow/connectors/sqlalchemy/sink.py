@@ -77,6 +77,8 @@ class SqlAlchemySink(Sink):
     passed on while the rest of the batch is committed.
     """
 
+    untrusted_ok = True  # untrusted specs name registered models and databases only
+
     class Config(ModelOptions, SinkConfig):
         batch_size: int = Field(default=1000, ge=1, le=100_000)
         upsert: bool = False

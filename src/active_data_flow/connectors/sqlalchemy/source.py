@@ -69,6 +69,8 @@ class SqlAlchemySource(Source):
     composite key); ``each(cursor)`` reads strictly after it.
     """
 
+    untrusted_ok = True  # untrusted specs name registered models and databases only
+
     class Config(ModelOptions, SourceConfig):
         where: dict[str, Any] = Field(default_factory=dict)
         order_by: list[str] = Field(default_factory=list)

@@ -17,12 +17,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 from active_data_flow.errors import ConfigurationError
+from active_data_flow.runtime import check_interval
 
 __all__ = ["Schedule", "interval_of", "schedule_of"]
 
@@ -110,14 +112,31 @@ def schedule_of(runtime_spec: dict[str, Any]) -> Schedule | None:
         raise ConfigurationError(f"interval must be seconds or cron, got {interval!r}",
                                  option="interval")
     if isinstance(interval, (int, float)):
-        if interval <= 0:
-            raise ConfigurationError("interval must be a positive number of seconds",
-                                     option="interval")
-        return Schedule(seconds=float(interval))
+        try:
+            return Schedule(seconds=float(check_interval(interval)))
+        except ValueError as exc:
+            raise ConfigurationError(f"interval {exc}", option="interval") from None
     if not isinstance(interval, str) or not croniter.is_valid(interval):
         raise ConfigurationError(f"invalid cron expression {interval!r}", option="interval")
+    if not isinstance(timezone, str):
+        raise ConfigurationError(f"unknown timezone {timezone!r}", option="timezone")
     try:
         ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigurationError(f"unknown timezone {timezone!r}", option="timezone") from None
+    if not _ever_matches(interval):
+        raise ConfigurationError(
+            f"cron expression {interval!r} never matches a date (e.g. the 30th of February)",
+            option="interval")
     return Schedule(cron=interval, timezone=timezone)
+
+
+@lru_cache(maxsize=1024)
+def _ever_matches(expression: str) -> bool:
+    """Whether a valid cron expression matches some time in the coming years (croniter
+    gives up after searching about fifty)."""
+    try:
+        croniter(expression, datetime(2000, 1, 1, tzinfo=UTC)).get_next(datetime)
+    except CroniterBadDateError:
+        return False
+    return True

@@ -55,7 +55,7 @@ class UnguardedRuns(SqlRuns):
             if not ids:
                 return []
             conn.execute(runs.update().where(runs.c.id.in_(ids))
-                         .values(claim_token=self.TOKEN, **self._claim_values(worker_id, now)))
+                         .ordered_values(*self._claim_values(worker_id, now, self.TOKEN)))
             return self._claimed(conn, ids, self.TOKEN, worker_id)
 
         return self._db.transact(work)

@@ -44,6 +44,8 @@ class DeadLetterSink(Sink):
             the store or the web API, which always use the run's own store.
     """
 
+    untrusted_ok = True  # writes to the run's own store; `database` is refused untrusted
+
     class Config(SinkConfig):
         database: str | None = None
 

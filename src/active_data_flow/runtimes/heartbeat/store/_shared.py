@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 from active_data_flow.runtimes.heartbeat.schedule import schedule_of
 from active_data_flow.runtimes.heartbeat.store._db import Database
 from active_data_flow.runtimes.heartbeat.store._rows import AnyRow, flow_record, flow_select
-from active_data_flow.runtimes.heartbeat.store.base import StoreSettings
+from active_data_flow.runtimes.heartbeat.store.base import StoreSettings, next_due, unschedulable
 from active_data_flow.runtimes.heartbeat.store.models import flows, runs
 from active_data_flow.runtimes.heartbeat.store.records import (
     FlowNotFound,
@@ -147,16 +147,26 @@ class SqlRepository:
         now: datetime,
     ) -> None:
         """Insert the flow's next pending run after a run ended (the caller holds the flow's
-        row lock, and the run that ended was the flow's live run: no other can exist)."""
+        row lock, and the run that ended was the flow's live run: no other can exist).
+
+        A schedule that cannot give a next time (a spec stored before it was validated)
+        does not keep the run from ending: the flow is paused and says why."""
         if flow.rerun_requested:  # a trigger arrived while the run ran
             conn.execute(flows.update().where(flows.c.id == flow_id).values(
                 rerun_requested=False))
             self._insert_pending(conn, flow_id, "manual", now, now)
             return
-        schedule = schedule_of((flow.spec or {}).get("runtime") or {})
-        if flow.status == FlowStatus.ACTIVE.value and schedule is not None:
-            self._insert_pending(conn, flow_id, "schedule",
-                                 schedule.next_due(previous_due, now), now)
+        if flow.status != FlowStatus.ACTIVE.value:
+            return
+        try:
+            due = next_due(flow.spec, previous_due, now)
+        except Exception as exc:  # any failure here must not wedge the run
+            why = unschedulable(flow.spec, exc)
+            conn.execute(flows.update().where(flows.c.id == flow_id).values(
+                status=FlowStatus.PAUSED.value, last_error=why))
+            return
+        if due is not None:
+            self._insert_pending(conn, flow_id, "schedule", due, now)
 
     def _trigger(self, conn: Connection, flow_id: int, reason: str, now: datetime) -> int | None:
         """Make the flow run as soon as a heartbeat comes; the id of its pending or running

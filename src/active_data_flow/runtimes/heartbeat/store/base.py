@@ -22,6 +22,8 @@ no flow code (the engine, :mod:`active_data_flow.runtimes.heartbeat.engine`, run
 
 from __future__ import annotations
 
+import logging
+import math
 import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +40,7 @@ from active_data_flow.runtimes.heartbeat.store.records import (
     ClaimedRun,
     DeadLetter,
     FlowBusy,
+    FlowNotFound,
     FlowRecord,
     FlowStats,
     Page,
@@ -61,12 +64,19 @@ __all__ = [
     "Store",
     "StoreSettings",
     "WorkerRepository",
+    "check_json_value",
     "check_page",
+    "check_search",
+    "check_trigger_cycle",
     "checked_spec",
     "describe",
+    "next_due",
     "truncate",
+    "unschedulable",
     "utcnow",
 ]
+
+log = logging.getLogger(__name__)
 
 #: What registering a code-defined flow did.
 Outcome = Literal["created", "updated", "unchanged"]
@@ -107,6 +117,81 @@ def describe(error: BaseException | str | None) -> tuple[str | None, str | None,
 def paused_chain(name: str) -> FlowBusy:
     """The error of a chained trigger of a paused flow (chains never queue paused flows)."""
     return FlowBusy(f"flow {name!r} is paused: a chained trigger queues no run of it")
+
+
+def next_due(spec: dict[str, Any] | None, previous_due: datetime,
+             now: datetime) -> datetime | None:
+    """When a flow with this stored spec is next due after a run that was due at
+    ``previous_due`` (``None``: on demand)."""
+    schedule = schedule_of((spec or {}).get("runtime") or {})
+    return None if schedule is None else schedule.next_due(previous_due, now)
+
+
+def unschedulable(spec: dict[str, Any] | None, exc: BaseException) -> str:
+    """Log and describe why a flow's next run could not be scheduled (the flow is paused)."""
+    name = (spec or {}).get("name")
+    why = (f"the next run could not be scheduled ({type(exc).__name__}: {exc}); the flow "
+           "was paused: fix its schedule, then resume it")
+    log.error("flow %s: %s", name, why, extra={"action": "schedule_failed", "flow": name})
+    return why
+
+
+#: How deeply a stored JSON value (a spec's options, a cursor) may nest.
+MAX_JSON_DEPTH = 64
+
+
+def check_json_value(value: Any, option: str, *, _depth: int = 0) -> Any:
+    """``value`` when every database can store it as JSON: finite numbers, no NUL character
+    in a string or key (PostgreSQL's text refuses it), at most :data:`MAX_JSON_DEPTH`
+    levels.
+
+    Raises:
+        ConfigurationError: naming ``option``.
+    """
+    if _depth > MAX_JSON_DEPTH:
+        raise ConfigurationError(f"{option}: nested more than {MAX_JSON_DEPTH} levels deep",
+                                 option=option)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigurationError(f"{option}: {value!r} is not a finite number (JSON has no "
+                                 "NaN or Infinity)", option=option)
+    if isinstance(value, str) and "\x00" in value:
+        raise ConfigurationError(f"{option}: text may not hold a NUL character", option=option)
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            check_json_value(key, option, _depth=_depth + 1)
+            check_json_value(item, option, _depth=_depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            check_json_value(item, option, _depth=_depth + 1)
+    return value
+
+
+def check_search(search: str | None) -> None:
+    """Refuse a name filter no database can compare (a NUL character)."""
+    if search is not None and "\x00" in search:
+        raise ConfigurationError("search: text may not hold a NUL character", option="search")
+
+
+def check_trigger_cycle(spec: FlowSpec, triggers_of: Callable[[str], Sequence[str]]) -> None:
+    """Refuse a flow whose ``triggers`` lead back to itself, directly (``a -> a``) or
+    through other flows (``a -> b -> a``). ``triggers_of(name)`` gives a stored flow's
+    triggers (empty for an unknown flow); the spec replaces the stored flow of its name.
+
+    Raises:
+        ConfigurationError: naming ``triggers`` and the cycle.
+    """
+    seen: set[str] = set()
+    paths: list[tuple[str, ...]] = [(spec.name, name) for name in spec.triggers]
+    while paths:
+        *before, name = paths.pop()
+        if name == spec.name:
+            raise ConfigurationError(
+                f"flow {spec.name!r}: its triggers form a cycle ({' -> '.join([*before, name])}"
+                "): every run would queue another forever", option="triggers")
+        if name in seen:
+            continue
+        seen.add(name)
+        paths.extend((*before, name, following) for following in triggers_of(name))
 
 
 def utcnow() -> datetime:
@@ -442,7 +527,9 @@ class Store:
             ConfigurationError: the spec is invalid (``option`` names the field at fault).
             FlowExists: a flow already has that name.
         """
-        return self.flows.create(checked_spec(spec), paused=paused)
+        checked = checked_spec(spec)
+        check_trigger_cycle(checked, self._triggers_of)
+        return self.flows.create(checked, paused=paused)
 
     def update_flow(self, name: str, changes: Mapping[str, Any]) -> FlowRecord:
         """Change fields of a flow created from a spec (any field of the spec but ``name``).
@@ -467,7 +554,15 @@ class Store:
             merged.pop("sinks", None)
         elif "sink" in changes:
             merged.pop("sink")
-        return self.flows.update(name, checked_spec(merged))
+        checked = checked_spec(merged)
+        check_trigger_cycle(checked, self._triggers_of)
+        return self.flows.update(name, checked)
+
+    def _triggers_of(self, name: str) -> Sequence[str]:
+        try:
+            return self.flows.get(name).spec.triggers
+        except FlowNotFound:
+            return ()
 
     def delete_flow(self, name: str) -> None:
         """Delete a flow, its runs and its dead letters (``FlowBusy`` while it runs)."""
@@ -480,6 +575,7 @@ class Store:
     def list_flows(self, *, status: str | None = None, search: str | None = None,
                    offset: int = 0, limit: int = 50) -> Page[FlowRecord]:
         """A page of flows ordered by name (``search``: part of the name)."""
+        check_search(search)
         return self.flows.page(status=status, search=search, offset=offset, limit=limit)
 
     def pause(self, name: str) -> FlowRecord:
@@ -496,7 +592,7 @@ class Store:
 
     def reset_cursor(self, name: str, cursor: Any = None) -> FlowRecord:
         """Set where the flow's next run resumes (``None``: from the beginning)."""
-        return self.flows.reset_cursor(name, cursor)
+        return self.flows.reset_cursor(name, check_json_value(cursor, "cursor"))
 
     def overdue_flows(self, *, grace_seconds: float = OVERDUE_GRACE_SECONDS) -> list[FlowRecord]:
         """Flows whose pending run waits past due (no heartbeat comes, or none keeps up)."""
@@ -584,6 +680,7 @@ def checked_spec(spec: Mapping[str, Any] | FlowSpec) -> FlowSpec:
     """
     with untrusted_specs():
         parsed = FlowSpec.parse(spec).check()
+    check_json_value(parsed.to_dict(), "spec")
     try:
         schedule_of(parsed.runtime.to_dict())
     except ConfigurationError as exc:

@@ -21,13 +21,17 @@ from active_data_flow.runtimes.heartbeat.store._shared import SqlRepository
 from active_data_flow.runtimes.heartbeat.store.base import (
     OVERDUE_GRACE_SECONDS,
     Outcome,
+    check_json_value,
     check_page,
+    check_search,
+    check_trigger_cycle,
     paused_chain,
 )
 from active_data_flow.runtimes.heartbeat.store.models import dead_letters, flows, runs
 from active_data_flow.runtimes.heartbeat.store.records import (
     FlowBusy,
     FlowExists,
+    FlowNotFound,
     FlowRecord,
     FlowStatus,
     Page,
@@ -105,6 +109,7 @@ class SqlFlows(SqlRepository):
     def page(self, *, status: str | None = None, search: str | None = None,
              offset: int = 0, limit: int = 50) -> Page[FlowRecord]:
         check_page(offset, limit)
+        check_search(search)
         conditions = []
         if status is not None:
             if status not in (s.value for s in FlowStatus):
@@ -161,6 +166,8 @@ class SqlFlows(SqlRepository):
         return self._db.transact(work)
 
     def reset_cursor(self, name: str, cursor: Any = None) -> FlowRecord:
+        check_json_value(cursor, "cursor")
+
         def work(conn: Connection) -> FlowRecord:
             flow_id = self._flow_id(conn, name)
             live, _flow = self._lock_live_then_flow(conn, flow_id)
@@ -180,6 +187,7 @@ class SqlFlows(SqlRepository):
 
     # -- code-defined flows --------------------------------------------------------------
     def register_code(self, spec: FlowSpec) -> Outcome:
+        check_trigger_cycle(spec, self._triggers_of)
         for _ in range(2):  # a concurrent sync may insert it between our read and insert
             found = self._db.transact(lambda conn: conn.execute(
                 sa.select(flows.c.id).where(flows.c.name == spec.name)).scalar(), write=False)
@@ -216,6 +224,12 @@ class SqlFlows(SqlRepository):
             return "updated"
 
         return self._db.transact(work)
+
+    def _triggers_of(self, name: str) -> tuple[str, ...]:
+        try:
+            return self.get(name).spec.triggers
+        except FlowNotFound:
+            return ()
 
     def set_code_error(self, name: str, message: str | None) -> None:
         self._db.transact(lambda conn: conn.execute(

@@ -28,10 +28,15 @@ from active_data_flow.runtimes.heartbeat.store.base import (
     Outcome,
     Store,
     StoreSettings,
+    check_json_value,
     check_page,
+    check_search,
+    check_trigger_cycle,
     describe,
+    next_due,
     paused_chain,
     truncate,
+    unschedulable,
     utcnow,
 )
 from active_data_flow.runtimes.heartbeat.store.dead_letters import letter_values
@@ -173,10 +178,16 @@ class _Repository:
             flow["rerun_requested"] = False
             self._insert_pending(flow["id"], "manual", now, now)
             return
-        schedule = schedule_of(flow["spec"].get("runtime") or {})
-        if flow["status"] == FlowStatus.ACTIVE.value and schedule is not None:
-            self._insert_pending(flow["id"], "schedule", schedule.next_due(previous_due, now),
-                                 now)
+        if flow["status"] != FlowStatus.ACTIVE.value:
+            return
+        try:
+            due = next_due(flow["spec"], previous_due, now)
+        except Exception as exc:  # like the SQL store: never wedge the run
+            flow.update(status=FlowStatus.PAUSED.value, last_error=unschedulable(
+                flow["spec"], exc))
+            return
+        if due is not None:
+            self._insert_pending(flow["id"], "schedule", due, now)
 
     def _trigger(self, flow: Row, reason: str, now: datetime) -> int | None:
         if reason == "chain" and flow["status"] != FlowStatus.ACTIVE.value:
@@ -260,6 +271,7 @@ class _Flows(_Repository):
     def page(self, *, status: str | None = None, search: str | None = None,
              offset: int = 0, limit: int = 50) -> Page[FlowRecord]:
         check_page(offset, limit)
+        check_search(search)
         if status is not None and status not in (s.value for s in FlowStatus):
             raise ConfigurationError(f"unknown flow status {status!r}", option="status")
         with self._t.lock:
@@ -295,6 +307,7 @@ class _Flows(_Repository):
             return self._run_record(self._t.runs[run_id])
 
     def reset_cursor(self, name: str, cursor: Any = None) -> FlowRecord:
+        check_json_value(cursor, "cursor")
         with self._t.lock:
             row = self._flow_row(name)
             live = self._live(row["id"])
@@ -311,6 +324,7 @@ class _Flows(_Repository):
             return None if row is None else _json(row["cursor"])
 
     def register_code(self, spec: FlowSpec) -> Outcome:
+        check_trigger_cycle(spec, self._triggers_of)
         with self._t.lock:
             try:
                 row = self._flow_row(spec.name)
@@ -325,6 +339,12 @@ class _Flows(_Repository):
                 return "unchanged"
             self.update(spec.name, spec)
             return "updated"
+
+    def _triggers_of(self, name: str) -> tuple[str, ...]:
+        try:
+            return self.get(name).spec.triggers
+        except FlowNotFound:
+            return ()
 
     def set_code_error(self, name: str, message: str | None) -> None:
         with self._t.lock:

@@ -78,7 +78,7 @@ class SqlRuns(SqlRepository):
                 return []
             token = uuid.uuid4().hex
             conn.execute(runs.update().where(runs.c.id.in_(ids), runs.c.status == _PENDING)
-                         .values(claim_token=token, **self._claim_values(worker_id, now)))
+                         .ordered_values(*self._claim_values(worker_id, now, token)))
             return self._claimed(conn, ids, token, worker_id)
 
         return self._db.transact(work)
@@ -88,8 +88,8 @@ class SqlRuns(SqlRepository):
             now = self.now()
             token = uuid.uuid4().hex
             changed = conn.execute(runs.update().where(
-                runs.c.id == run_id, runs.c.status == _PENDING).values(
-                claim_token=token, **self._claim_values(worker_id, now))).rowcount
+                runs.c.id == run_id, runs.c.status == _PENDING).ordered_values(
+                *self._claim_values(worker_id, now, token))).rowcount
             claimed = self._claimed(conn, [run_id], token, worker_id) if changed else []
             return claimed[0] if claimed else None
 
@@ -130,20 +130,24 @@ class SqlRuns(SqlRepository):
 
         return self._db.transact(work)
 
-    def _claim_values(self, worker_id: str, now: datetime) -> dict[str, Any]:
-        """Column values of a claim (besides its token): running, held, leased, started."""
+    def _claim_values(self, worker_id: str, now: datetime,
+                      token: str) -> list[tuple[str, Any]]:
+        """The SET clause of a claim, in order: running under ``token``, held, leased,
+        started. In order because MySQL/MariaDB evaluate assignments left to right (a later
+        one sees the columns earlier ones set): ``cursor_start`` reads ``started_at`` first."""
         flow_cursor = (sa.select(flows.c.cursor).where(flows.c.id == runs.c.flow_id)
                        .scalar_subquery())
-        return {
-            "status": _RUNNING, "worker_id": worker_id, "attempt": runs.c.attempt + 1,
-            "started_at": sa.func.coalesce(runs.c.started_at, now),
+        return [
             # A run starts where the flow's cursor is when it is first claimed (nobody can move
             # it while the claim holds); a run claimed again keeps where it started.
-            "cursor_start": sa.case((runs.c.started_at.is_(None), flow_cursor),
-                                    else_=runs.c.cursor_start),
-            "heartbeat_at": now, "lease_expires_at": self._settings.lease_until(now),
-            "error": None, "error_type": None, "traceback": None,
-        }
+            ("cursor_start", sa.case((runs.c.started_at.is_(None), flow_cursor),
+                                     else_=runs.c.cursor_start)),
+            ("started_at", sa.func.coalesce(runs.c.started_at, now)),
+            ("status", _RUNNING), ("claim_token", token), ("worker_id", worker_id),
+            ("attempt", runs.c.attempt + 1), ("heartbeat_at", now),
+            ("lease_expires_at", self._settings.lease_until(now)),
+            ("error", None), ("error_type", None), ("traceback", None),
+        ]
 
     def _claimed(
         self, conn: Connection, ids: list[int], token: str, worker_id: str
