@@ -21,6 +21,13 @@ from pathlib import Path
 import pytest
 
 from active_data_flow.connectors.memory import MemorySink
+from active_data_flow.registry import allow_untrusted_connectors
+
+# The suite plays the application: its stored flows use the test connectors (memory, the
+# faulty sink, Celery's range source), which are not safe for specs from the web. Tests of
+# the refusal itself ask for ``strict_untrusted``; served engines get ADF_UNTRUSTED_CONNECTORS.
+TEST_CONNECTORS = ("memory", "faulty", "range")
+allow_untrusted_connectors(*TEST_CONNECTORS)
 
 REQUIRE = os.environ.get("ADF_REQUIRE_SERVICES", "").lower() in ("1", "true", "yes")
 
@@ -167,6 +174,16 @@ def chromium_path() -> str:
     need("Chromium (apt-get install chromium chromium-driver)", available=bool(path))
     assert path is not None
     return path
+
+
+# -- untrusted specs ------------------------------------------------------------------
+@pytest.fixture
+def strict_untrusted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Untrusted specs get only the connectors marked safe for them, as in production."""
+    from active_data_flow import registry
+
+    monkeypatch.setattr(registry, "_untrusted_allowed", set())
+    monkeypatch.delenv("ADF_UNTRUSTED_CONNECTORS", raising=False)
 
 
 # -- in-memory sinks ------------------------------------------------------------------

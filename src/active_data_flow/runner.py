@@ -48,6 +48,8 @@ class RunResult:
         batches: batches committed.
         interrupted: the run stopped early on request (graceful shutdown); resume it later.
         total: how many messages the source said it holds, when it can tell cheaply.
+        uncommitted: of ``read``, the messages of a batch that failed before it was written
+            (a retry reads them again).
     """
 
     flow: str
@@ -60,6 +62,7 @@ class RunResult:
     batches: int = 0
     interrupted: bool = False
     total: int | None = None
+    uncommitted: int = 0
 
     @property
     def rate(self) -> float:
@@ -112,6 +115,7 @@ class _Tally:
             skipped=self.skipped, failed=self.failed,
             duration_s=time.perf_counter() - self.started, cursor=self.cursor,
             batches=self.batches, interrupted=interrupted, total=self.total,
+            uncommitted=self.in_flight,
         )
 
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from active_data_flow.catalog import catalog
 from active_data_flow.cli import main
 from active_data_flow.runtimes.heartbeat import FlowStore
-from active_data_flow.runtimes.heartbeat.engine.catalog import catalog
 
 FAILING_FLOW = textwrap.dedent("""
     from active_data_flow import DataFlow

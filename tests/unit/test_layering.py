@@ -17,7 +17,8 @@ PACKAGE = Path(active_data_flow.__file__).parent
 ROOT = "active_data_flow"
 
 CORE_MODULES = [
-    "__init__.py", "message.py", "connector.py", "flow.py", "runner.py", "runtime.py",
+    "__init__.py", "catalog.py", "message.py", "connector.py", "flow.py", "runner.py",
+    "runtime.py",
     "registry.py", "errors.py", "masking.py", "testing/__init__.py", "testing/fakes.py",
     "testing/_contract.py", "testing/sources.py", "testing/sinks.py", "connectors/__init__.py",
     "connectors/memory.py", "connectors/jsonl.py", "connectors/csv.py", "connectors/_files.py",

@@ -94,7 +94,7 @@ def _check_store(url: str | None) -> None:
 
 
 def _load_flows(targets: str) -> None:
-    from active_data_flow.runtimes.heartbeat.engine.catalog import catalog
+    from active_data_flow.catalog import catalog
 
     result = catalog.load(*(t.strip() for t in targets.split(",") if t.strip()))
     for where, why in result.errors.items():

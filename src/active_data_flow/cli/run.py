@@ -23,7 +23,7 @@ class BadTarget(click.ClickException):
 def import_flow(target: str) -> type[DataFlow]:
     """The flow class ``target`` names (``module:Class`` or ``file.py:Class``), through the
     catalog's one loader; a bad target is a one-line error (exit code 2)."""
-    from active_data_flow.runtimes.heartbeat.engine.catalog import import_flow_class
+    from active_data_flow.catalog import import_flow_class
 
     try:
         return import_flow_class(target)

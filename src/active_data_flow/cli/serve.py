@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from active_data_flow.runtimes.heartbeat import Worker
-    from active_data_flow.web import AuthHook
+    from active_data_flow.web import AuthHook, WebSettings
 
 __all__ = ["serve"]
 
@@ -75,11 +75,13 @@ def serve(
     _mask_logs()
     auth = _auth_from_env(insecure_no_auth)
     try:
-        app, worker = _build(database_url, flow_targets, sync, upgrade, heartbeat_every, auth)
+        app, worker = _build(database_url, flow_targets, sync, upgrade, heartbeat_every, auth,
+                             host)
     except ActiveDataFlowError as exc:
         raise click.ClickException(mask_text(str(exc))) from None
     config = uvicorn.Config(app, host=host, port=port, root_path=root_path, log_level=log_level,
                             proxy_headers=True, server_header=False, lifespan="on")
+    _mask_logs()  # again: uvicorn's own loggers (access log included) got handlers above
     server = uvicorn.Server(config)
     if worker is not None:
         worker.start()
@@ -91,14 +93,17 @@ def serve(
 
 
 def _mask_logs() -> None:
-    """Mask secrets in every log line this process writes (uvicorn's included)."""
+    """Mask secrets and escape control characters in every log line this process writes
+    (uvicorn's included): one filter on every handler."""
     from active_data_flow.masking import MaskingFilter
 
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(MaskingFilter())
+    for name in ("", "uvicorn", "uvicorn.error", "uvicorn.access"):
+        for handler in logging.getLogger(name).handlers:
+            if not any(isinstance(f, MaskingFilter) for f in handler.filters):
+                handler.addFilter(MaskingFilter())
 
 
 def _auth_from_env(insecure_no_auth: bool) -> AuthHook | None:
@@ -116,16 +121,20 @@ def _auth_from_env(insecure_no_auth: bool) -> AuthHook | None:
             "no credentials: set ADF_WEB_USER and ADF_WEB_PASSWORD (HTTP Basic login for the "
             "pages and the API), or pass --insecure-no-auth to serve without authentication"
         )
-    return basic_auth(user, password)
+    try:
+        return basic_auth(user, password)
+    except ValueError as exc:
+        raise click.UsageError(f"ADF_WEB_PASSWORD: {exc}") from None
 
 
 def _build(database_url: str | None, flow_targets: tuple[str, ...], sync: bool, upgrade: bool,
-           heartbeat_every: float | None, auth: AuthHook | None) -> tuple[FastAPI, Worker | None]:
+           heartbeat_every: float | None, auth: AuthHook | None,
+           host: str = "127.0.0.1") -> tuple[FastAPI, Worker | None]:
     from active_data_flow.runtimes.heartbeat import FlowStore, Worker
     from active_data_flow.runtimes.heartbeat import sync as sync_flows
     from active_data_flow.web import WebSettings, create_app
 
-    settings = WebSettings.from_env()
+    settings = _with_allowed_hosts(WebSettings.from_env(), host)
     store = FlowStore(database_url, auto_upgrade=upgrade)
     if not store.is_current():
         raise click.ClickException(
@@ -144,3 +153,22 @@ def _build(database_url: str | None, flow_targets: tuple[str, ...], sync: bool, 
     app = create_app(store, auth=auth, insecure_no_auth=auth is None, settings=settings)
     worker = Worker(store, interval=heartbeat_every) if heartbeat_every else None
     return app, worker
+
+
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def _with_allowed_hosts(settings: WebSettings, host: str) -> WebSettings:
+    """Unless ADF_WEB_ALLOWED_HOSTS names them, the engine answers to the interface it
+    listens on and the loopback names only (a DNS-rebinding page cannot reach it). On a
+    wildcard interface the names are unknown: any host is served, with a warning."""
+    from dataclasses import replace
+
+    if settings.allowed_hosts:
+        return settings
+    if host in ("0.0.0.0", "::", ""):
+        log.warning("listening on every interface without ADF_WEB_ALLOWED_HOSTS: the engine "
+                    "answers to any Host header; set it to the names clients use")
+        return settings
+    return replace(settings, allowed_hosts=tuple(dict.fromkeys((host, *_LOOPBACK))))
+

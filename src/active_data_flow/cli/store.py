@@ -149,7 +149,7 @@ def sync(targets: tuple[str, ...], prune: bool) -> None:
     TARGETS are modules (myapp.flows) or folders/files (app/data_flows); default: ADF_FLOWS,
     else the first of app/data_flows and data_flows that exists.
     """
-    from active_data_flow.runtimes.heartbeat.engine.catalog import catalog
+    from active_data_flow.catalog import catalog
     from active_data_flow.runtimes.heartbeat.engine.sync import sync as sync_flows
 
     with open_store() as store:

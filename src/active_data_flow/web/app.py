@@ -8,8 +8,9 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.openapi.utils import get_openapi
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from active_data_flow.errors import ConfigurationError
@@ -20,6 +21,7 @@ from active_data_flow.web.api import flows as flows_api
 from active_data_flow.web.api import runs as runs_api
 from active_data_flow.web.api.deps import no_unknown_query
 from active_data_flow.web.errors import ErrorGuard, RequestIdMiddleware, install_error_handlers
+from active_data_flow.web.guards import AuthGate, BodyGuard, LoginThrottle
 from active_data_flow.web.security import AuthHook, Csrf, OriginGuard
 from active_data_flow.web.settings import WebSettings
 from active_data_flow.web.templating import make_templates
@@ -93,15 +95,16 @@ def create_app(
     app.state.background = None  # the threads of runs POST /heartbeat claims (ops.py)
     app.state.background_lock = threading.Lock()
     app.state.settings = settings
-    app.state.csrf = Csrf(settings.secret_key)
+    app.state.csrf = Csrf(settings.secret_key, settings.csrf_max_age_s)
     app.state.templates = make_templates()
     app.state.metrics_registry = metrics.metrics_registry(the_store)
     install_error_handlers(app)
+    # /health/ is not /health: a redirect would name whatever Host the caller sent.
+    app.router.redirect_slashes = False
 
-    user = _authenticated(auth or _anonymous)
     app.include_router(ops.health_router)
     app.include_router(ops.heartbeat_router)
-    protected = APIRouter(dependencies=[Depends(user)])
+    protected = APIRouter(dependencies=[Depends(_authenticated)])
     api = APIRouter(prefix="/api", dependencies=[Depends(no_unknown_query)])
     api.include_router(flows_api.router)
     api.include_router(runs_api.router)
@@ -113,10 +116,18 @@ def create_app(
                             include_in_schema=False, methods=["GET"])
     app.include_router(protected)
 
-    # Added last = outermost: request id, then origin check, headers, and the error guard.
+    # Added last = outermost: request id, allowed hosts, origin check, headers, the error
+    # guard, then authentication (before any body is read) and the body's checks.
+    app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes,
+                       max_depth=settings.max_json_depth)
+    app.add_middleware(AuthGate, hook=auth or _anonymous,
+                       throttle=LoginThrottle(settings.login_failures, settings.login_window_s))
     app.add_middleware(ErrorGuard)
     app.add_middleware(SecurityHeaders)
-    app.add_middleware(OriginGuard, trusted_origins=settings.trusted_origins)
+    app.add_middleware(OriginGuard, trusted_origins=settings.trusted_origins,
+                       allowed_hosts=settings.allowed_hosts)
+    if settings.allowed_hosts:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(settings.allowed_hosts))
     app.add_middleware(RequestIdMiddleware)
     return app
 
@@ -125,16 +136,13 @@ def _anonymous() -> None:
     return None
 
 
-def _authenticated(hook: AuthHook) -> Callable[..., Any]:
-    """Wrap the hook so the identity it returns is available to templates."""
-
-    # A default, not Annotated[...]: with postponed annotations FastAPI would resolve the
-    # annotation in this module's globals, where ``hook`` does not exist.
-    def dependency(request: Request, identity: Any = Depends(hook)) -> Any:  # noqa: B008
-        request.state.user = identity
-        return identity
-
-    return dependency
+def _authenticated(request: Request) -> Any:
+    """The identity :class:`~.guards.AuthGate` established (the gate runs before any
+    route; this refuses a request that reached a protected route without it)."""
+    state = request.scope.get("state") or {}
+    if not state.get("authenticated"):
+        raise HTTPException(401, "authentication required")
+    return state.get("user")
 
 
 def _version() -> str:
@@ -168,6 +176,9 @@ def build_openapi(app: FastAPI, auth: AuthHook | None) -> dict[str, Any]:
     security = doc.setdefault("components", {}).setdefault("securitySchemes", {})
     security["heartbeatToken"] = {"type": "http", "scheme": "bearer",
                                   "description": "ADF_HEARTBEAT_TOKEN"}
+    security["heartbeatTokenHeader"] = {
+        "type": "apiKey", "in": "header", "name": "X-ADF-Heartbeat-Token",
+        "description": "ADF_HEARTBEAT_TOKEN, for callers that cannot send a Bearer header"}
     scheme = getattr(auth, "openapi_scheme", None)
     if isinstance(scheme, dict):
         security["engineAuth"] = scheme
@@ -179,7 +190,9 @@ def build_openapi(app: FastAPI, auth: AuthHook | None) -> dict[str, Any]:
 
 
 class SecurityHeaders:
-    """Headers that keep pages from being framed, sniffed or loading foreign code."""
+    """Headers that keep pages from being framed, sniffed or loading foreign code, and
+    responses from being cached (``Cache-Control: no-store`` unless a route says
+    otherwise, as the static files do)."""
 
     HEADERS = (
         (b"x-content-type-options", b"nosniff"),
@@ -202,6 +215,8 @@ class SecurityHeaders:
             if message["type"] == "http.response.start":
                 present = {k.lower() for k, _ in message.get("headers", [])}
                 extra = [(k, v) for k, v in self.HEADERS if k not in present]
+                if b"cache-control" not in present:  # API answers and pages hold live data
+                    extra.append((b"cache-control", b"no-store"))
                 message = {**message, "headers": [*message.get("headers", []), *extra]}
             await send(message)
 

@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from active_data_flow.runtimes.heartbeat.engine.catalog import cursor_lag
+from active_data_flow.runtimes.heartbeat.engine.flows import cursor_lag
 from active_data_flow.runtimes.heartbeat.store import FlowRecord, Store
 from active_data_flow.web.api.deps import errors
 

@@ -68,7 +68,9 @@ def _problems(gauges: dict[str, Any], settings: WebSettings) -> list[str]:
 
 
 def require_heartbeat_token(request: Request, settings: Settings) -> None:
-    """401 unless the request carries the configured heartbeat token."""
+    """401 unless the request carries the configured heartbeat token: ``Authorization:
+    Bearer <token>``, or ``X-ADF-Heartbeat-Token: <token>`` for callers that cannot set
+    the Authorization header (both documented in docs/web.md)."""
     given = bearer_token(request) or request.headers.get("x-adf-heartbeat-token")
     expected = settings.heartbeat_token
     if expected is None or not same_secret(given, expected):
@@ -80,7 +82,7 @@ def require_heartbeat_token(request: Request, settings: Settings) -> None:
 @heartbeat_router.post(
     "/heartbeat", response_model=BeatSummaryOut, operation_id="heartbeat",
     dependencies=[Depends(require_heartbeat_token)], responses=errors(422),
-    openapi_extra={"security": [{"heartbeatToken": []}]},
+    openapi_extra={"security": [{"heartbeatToken": []}, {"heartbeatTokenHeader": []}]},
 )
 def heartbeat(
     request: Request, store: Store, settings: Settings,

@@ -33,6 +33,16 @@ class WebSettings:
         trusted_origins: extra ``scheme://host[:port]`` origins allowed to post forms (the
             app's own origin always is); for hosts behind proxies that rewrite ``Host``.
         worker_id: the heartbeat worker id of this web process (default: host and pid).
+        allowed_hosts: the host names the engine answers to (``Host`` header; patterns
+            like ``*.example.com``, as Starlette's ``TrustedHostMiddleware`` takes them).
+            Empty: any host (the host application checks it). ``adf serve`` defaults to
+            the interface it listens on and the loopback names.
+        max_body_bytes: the largest request body accepted (413 above).
+        max_json_depth: how deeply a JSON body may nest (422 deeper).
+        login_failures: failed logins (credentials presented and refused) a client may
+            make within ``login_window_s`` before it is refused with 429.
+        login_window_s: the window of ``login_failures``, and the longest wait.
+        csrf_max_age_s: how long a form's CSRF token stays valid.
     """
 
     heartbeat_token: str | None = None
@@ -44,6 +54,12 @@ class WebSettings:
     history_chart_runs: int = 50
     trusted_origins: tuple[str, ...] = ()
     worker_id: str | None = None
+    allowed_hosts: tuple[str, ...] = ()
+    max_body_bytes: int = 1024 * 1024
+    max_json_depth: int = 32
+    login_failures: int = 10
+    login_window_s: float = 60.0
+    csrf_max_age_s: float = 12 * 3600.0
 
     def __post_init__(self) -> None:
         if self.heartbeat_token is not None and len(self.heartbeat_token) < 16:
@@ -64,10 +80,21 @@ class WebSettings:
                 option="history_chart_runs",
             )
 
+        for option, low, high in (("max_body_bytes", 1024, 2**31), ("max_json_depth", 4, 256),
+                                  ("login_failures", 1, 1_000_000),
+                                  ("login_window_s", 1, 86_400),
+                                  ("csrf_max_age_s", 60, 30 * 86_400)):
+            value = getattr(self, option)
+            if not low <= value <= high:
+                raise ConfigurationError(f"{option} must be {low}..{high}, got {value!r}",
+                                         option=option)
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> WebSettings:
-        """Settings from ``ADF_HEARTBEAT_TOKEN``, ``ADF_WEB_SECRET``, ``ADF_WEB_TITLE`` and
-        ``ADF_WEB_TRUSTED_ORIGINS`` (comma-separated); unset ones keep their defaults."""
+        """Settings from ``ADF_HEARTBEAT_TOKEN``, ``ADF_WEB_SECRET``, ``ADF_WEB_TITLE``,
+        ``ADF_WEB_TRUSTED_ORIGINS`` and ``ADF_WEB_ALLOWED_HOSTS`` (comma-separated),
+        ``ADF_WEB_MAX_BODY`` (bytes) and ``ADF_WEB_LOGIN_FAILURES``; unset ones keep their
+        defaults."""
         env = os.environ if environ is None else environ
         values: dict[str, object] = {}
         if env.get("ADF_HEARTBEAT_TOKEN"):
@@ -81,4 +108,15 @@ class WebSettings:
                 o.strip().rstrip("/") for o in env["ADF_WEB_TRUSTED_ORIGINS"].split(",")
                 if o.strip()
             )
+        if env.get("ADF_WEB_ALLOWED_HOSTS"):
+            values["allowed_hosts"] = tuple(
+                h.strip() for h in env["ADF_WEB_ALLOWED_HOSTS"].split(",") if h.strip())
+        for name, option in (("ADF_WEB_MAX_BODY", "max_body_bytes"),
+                             ("ADF_WEB_LOGIN_FAILURES", "login_failures")):
+            if env.get(name):
+                try:
+                    values[option] = int(env[name])
+                except ValueError:
+                    raise ConfigurationError(f"{name} must be a whole number, got "
+                                             f"{env[name]!r}", option=option) from None
         return cls(**values)  # type: ignore[arg-type]

@@ -60,7 +60,7 @@ def serve(database_url: str, workdir: Path, *args: str, env: dict[str, str] | No
     log = workdir / "serve.log"
     full_env = {**os.environ, "ADF_WEB_USER": USER, "ADF_WEB_PASSWORD": PASSWORD,
                 "ADF_HEARTBEAT_TOKEN": TOKEN, "ADF_DATABASE_URL": database_url,
-                "PYTHONUNBUFFERED": "1", **(env or {})}
+                "PYTHONUNBUFFERED": "1", "ADF_UNTRUSTED_CONNECTORS": "memory", **(env or {})}
     with log.open("wb") as out:
         process = subprocess.Popen(
             [str(Path(sys.executable).parent / "adf"), "serve", "--port", str(port),

@@ -18,8 +18,8 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from active_data_flow.catalog import catalog
 from active_data_flow.runtimes.heartbeat import FlowStore
-from active_data_flow.runtimes.heartbeat.engine.catalog import catalog
 from active_data_flow.web import WebSettings, basic_auth, create_app
 
 USER, PASSWORD = "admin", "correct horse battery staple"

@@ -217,7 +217,7 @@ class RejectOdd(DataFlow):
 
 @pytest.fixture
 def rejecting() -> Iterator[None]:
-    from active_data_flow.runtimes.heartbeat.engine.catalog import catalog
+    from active_data_flow.catalog import catalog
 
     catalog.register(RejectOdd)
     _REJECT["enabled"] = True
@@ -264,7 +264,7 @@ class WaitsForGate(DataFlow):
 def test_heartbeat_answers_at_once_while_a_slow_run_goes_on(
     client: TestClient, store: FlowStore,
 ) -> None:
-    from active_data_flow.runtimes.heartbeat.engine.catalog import catalog
+    from active_data_flow.catalog import catalog
 
     catalog.register(WaitsForGate)
     _GATE.clear()

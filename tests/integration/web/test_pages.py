@@ -10,8 +10,8 @@ from fastapi.testclient import TestClient
 
 import active_data_flow.testing  # noqa: F401  (registers the "faulty" sink)
 from active_data_flow import DataFlow
+from active_data_flow.catalog import catalog
 from active_data_flow.runtimes.heartbeat import FlowStore, sync
-from active_data_flow.runtimes.heartbeat.engine.catalog import catalog
 from active_data_flow.runtimes.heartbeat.store import PartitionRecord
 from tests.integration.web.conftest import (
     PASSWORD,

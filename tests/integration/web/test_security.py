@@ -16,11 +16,11 @@ from fastapi import FastAPI, routing
 from fastapi.testclient import TestClient
 
 from active_data_flow import DataFlow
+from active_data_flow.catalog import catalog
 from active_data_flow.errors import ConfigurationError
 from active_data_flow.masking import MASK
 from active_data_flow.message import Message
 from active_data_flow.runtimes.heartbeat import FlowStore, register_flow
-from active_data_flow.runtimes.heartbeat.engine.catalog import catalog
 from active_data_flow.web import WebSettings, create_app
 from active_data_flow.web.security import same_secret
 from tests.integration.web.conftest import PASSWORD, TOKEN, USER, csrf_token, memory_spec, wait_for

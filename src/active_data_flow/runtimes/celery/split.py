@@ -14,12 +14,13 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
+from active_data_flow.catalog import FlowCatalog
 from active_data_flow.errors import RunClaimLost, is_transient
 from active_data_flow.registry import untrusted_specs
 from active_data_flow.runtime import Runtime
 from active_data_flow.runtimes.celery.config import CeleryConfig
-from active_data_flow.runtimes.heartbeat.engine.catalog import FlowCatalog, flow_for
 from active_data_flow.runtimes.heartbeat.engine.executor import Executor, trust
+from active_data_flow.runtimes.heartbeat.engine.flows import flow_for
 from active_data_flow.runtimes.heartbeat.store import (
     ClaimedRun,
     FlowCodeError,

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 
+from active_data_flow.catalog import catalog
 from active_data_flow.runtimes.celery.app import default_app
-from active_data_flow.runtimes.heartbeat.engine.catalog import catalog
 
 __all__ = ["app"]
 

@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, Any
 from active_data_flow.runtimes.heartbeat.runtime import Heartbeat, HeartbeatConfig
 
 if TYPE_CHECKING:
+    from active_data_flow.catalog import load_flows, register_flow
     from active_data_flow.runtimes.heartbeat.engine.beat import beat
-    from active_data_flow.runtimes.heartbeat.engine.catalog import load_flows, register_flow
     from active_data_flow.runtimes.heartbeat.engine.deadletters import DeadLetterSink, replay
     from active_data_flow.runtimes.heartbeat.engine.executor import Executor, current_run
     from active_data_flow.runtimes.heartbeat.engine.sync import sync
@@ -65,8 +65,8 @@ _LAZY = {
     "sync": f"{_ENGINE}.sync",
     "Executor": f"{_ENGINE}.executor",
     "current_run": f"{_ENGINE}.executor",
-    "load_flows": f"{_ENGINE}.catalog",
-    "register_flow": f"{_ENGINE}.catalog",
+    "load_flows": "active_data_flow.catalog",
+    "register_flow": "active_data_flow.catalog",
     "DeadLetterSink": f"{_ENGINE}.deadletters",
     "replay": f"{_ENGINE}.deadletters",
 }

@@ -46,7 +46,10 @@ _DESCRIPTIONS = {
     403: "Refused: cross-site request or insufficient rights.",
     404: "No such flow or run.",
     409: "Conflict: the name is taken, the flow is running, or its code is not loaded.",
+    413: "The request body is larger than the engine accepts.",
+    415: "Wrong content type: state-changing API requests take application/json.",
     422: "Invalid request: the error names the field or option at fault.",
+    429: "Too many failed logins from this client: retry after `Retry-After` seconds.",
     503: "The flow store is unavailable.",
 }
 
@@ -54,7 +57,7 @@ _DESCRIPTIONS = {
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` entries for the given error statuses."""
     return {code: {"model": ErrorOut, "description": _DESCRIPTIONS[code]}
-            for code in (400, 401, 403, 503, *codes)}
+            for code in (400, 401, 403, 413, 415, 429, 503, *codes)}
 
 
 def no_unknown_query(request: Request) -> None:

@@ -56,7 +56,7 @@ _FLOW_LINKS = {
 def list_flows(
     store: Store, offset: Offset = 0, limit: Limit = 50,
     status: Annotated[Literal["active", "paused"] | None, Query()] = None,
-    search: Annotated[str | None, Query(max_length=200,
+    search: Annotated[str | None, Query(max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$",
                                         description="Part of the name.")] = None,
 ) -> dict[str, Any]:
     """Flows ordered by name, filtered by status and by part of the name."""

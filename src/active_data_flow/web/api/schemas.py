@@ -11,8 +11,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
+from active_data_flow.errors import ConfigurationError
 from active_data_flow.flow import FlowSpec
 from active_data_flow.runtimes.heartbeat.engine.beat import BeatSummary
 from active_data_flow.runtimes.heartbeat.engine.deadletters import ReplayReport
@@ -24,6 +25,7 @@ from active_data_flow.runtimes.heartbeat.store import (
     PartitionRecord,
     RunRecord,
 )
+from active_data_flow.runtimes.heartbeat.store.base import check_json_value
 
 __all__ = [
     "MAX_ID",
@@ -92,9 +94,18 @@ DeadLetterPage = Page[DeadLetter]
 
 
 class CursorReset(_Strict):
-    """Where the next run resumes: a position the source understands, or null (start)."""
+    """Where the next run resumes: a position the source understands, or null (start).
+    Plain JSON only: finite numbers, no NUL character, nested at most 64 levels."""
 
     cursor: Any = None
+
+    @field_validator("cursor")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        try:
+            return check_json_value(value, "cursor")
+        except ConfigurationError as exc:
+            raise ValueError(str(exc).removeprefix("cursor: ")) from None
 
 
 class ReplayRequest(_Strict):

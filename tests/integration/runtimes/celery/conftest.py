@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from active_data_flow.catalog import catalog
 from active_data_flow.connectors.sqlalchemy import register_database, unregister_database
 from active_data_flow.runtimes.celery import create_app, set_default_app
 from active_data_flow.runtimes.heartbeat import FlowStore
-from active_data_flow.runtimes.heartbeat.engine.catalog import catalog
 from active_data_flow.runtimes.heartbeat.store import RunRecord
 from tests.conftest import RABBITMQ_HOST, REDIS_HOST, need
 from tests.integration.runtimes.celery import flows

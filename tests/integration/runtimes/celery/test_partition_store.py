@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from active_data_flow.catalog import catalog
 from active_data_flow.errors import RunClaimLost
 from active_data_flow.runtimes.celery.testing import RangeSource
-from active_data_flow.runtimes.heartbeat.engine.catalog import catalog
 from active_data_flow.runtimes.heartbeat.store import (
     ClaimedPartition,
     ClaimedRun,

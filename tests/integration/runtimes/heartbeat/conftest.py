@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from active_data_flow.catalog import catalog
 from active_data_flow.connectors.memory import MemorySink
 from active_data_flow.runtimes.heartbeat import FlowStore
-from active_data_flow.runtimes.heartbeat.engine.catalog import catalog
 from tests.integration.runtimes.heartbeat import sqlkit
 
 

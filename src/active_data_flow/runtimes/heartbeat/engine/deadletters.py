@@ -20,13 +20,14 @@ from typing import Any
 
 from pydantic import Field
 
+from active_data_flow.catalog import FlowCatalog
 from active_data_flow.connector import Sink, SinkConfig
 from active_data_flow.connectors.sqlalchemy._db import engine_for
 from active_data_flow.errors import ConfigurationError
 from active_data_flow.message import Message, Untyped, as_record
 from active_data_flow.registry import register_connector, specs_trusted
-from active_data_flow.runtimes.heartbeat.engine.catalog import FlowCatalog, flow_for
 from active_data_flow.runtimes.heartbeat.engine.executor import current_run, trust
+from active_data_flow.runtimes.heartbeat.engine.flows import flow_for
 from active_data_flow.runtimes.heartbeat.store import FlowStore, Store
 from active_data_flow.runtimes.heartbeat.store._db import resolve_url
 from active_data_flow.runtimes.heartbeat.store.records import Record

@@ -20,9 +20,10 @@ import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from active_data_flow.catalog import FlowCatalog, catalog
 from active_data_flow.errors import (
     ConfigurationError,
     FlowRunError,
@@ -34,7 +35,7 @@ from active_data_flow.flow import DataFlow
 from active_data_flow.registry import untrusted_specs
 from active_data_flow.runner import Checkpoint, Runner, RunResult, call_hook
 from active_data_flow.runtime import Runtime
-from active_data_flow.runtimes.heartbeat.engine.catalog import FlowCatalog, catalog, flow_for
+from active_data_flow.runtimes.heartbeat.engine.flows import flow_for
 from active_data_flow.runtimes.heartbeat.engine.leases import Claim, Held, LeaseRenewer
 from active_data_flow.runtimes.heartbeat.store import (
     ClaimedPartition,
@@ -341,7 +342,8 @@ class Executor:
             try:
                 result = self._run_once(work, flow, runtime, held, halt, attempt)
             except FlowRunError as error:
-                counts = work.counts + RunCounts.of(error.result or RunResult(flow.spec.name))
+                done = error.result or RunResult(flow.spec.name)
+                counts = work.counts + RunCounts.of(done)
                 if caused_by(error, RunClaimLost) or held.lost.is_set():
                     raise RunClaimLost(str(error)) from error
                 limit, delay = _retry_options(runtime, attempt)
@@ -352,6 +354,8 @@ class Executor:
                 log.warning("%s of %s: transient failure, retry %d in %.1fs: %s",
                             _what(work.claim), flow.spec.name, attempt + 1, delay, error,
                             extra={"action": "run_retry", "run_id": work.claim.run_id})
+                # The failed batch is read again by the retry: count its messages once.
+                counts = replace(counts, read=counts.read - done.uncommitted)
                 if not work.retry_later(counts, note, kind):
                     raise RunClaimLost("the claim was taken over by another worker") from error
                 if not work.retries_here:

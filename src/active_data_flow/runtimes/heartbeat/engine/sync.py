@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from active_data_flow.catalog import FlowCatalog, FlowTarget, catalog
 from active_data_flow.errors import ConfigurationError
-from active_data_flow.runtimes.heartbeat.engine.catalog import FlowCatalog, FlowTarget, catalog
 from active_data_flow.runtimes.heartbeat.schedule import schedule_of
 from active_data_flow.runtimes.heartbeat.store import FlowBusy, FlowExists, Store
 from active_data_flow.runtimes.heartbeat.store.records import Record

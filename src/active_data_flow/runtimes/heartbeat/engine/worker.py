@@ -15,8 +15,8 @@ from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from active_data_flow.catalog import FlowTarget, load_flows
 from active_data_flow.runtimes.heartbeat.engine.beat import BeatSummary, beat
-from active_data_flow.runtimes.heartbeat.engine.catalog import FlowTarget, load_flows
 from active_data_flow.runtimes.heartbeat.engine.executor import Executor
 from active_data_flow.runtimes.heartbeat.store import ClaimedRun
 

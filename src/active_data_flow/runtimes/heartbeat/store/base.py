@@ -31,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Literal, Protocol, Self
 
+from active_data_flow.catalog import catalog
 from active_data_flow.errors import ConfigurationError, FlowRunError, error_type
 from active_data_flow.flow import FlowSpec
 from active_data_flow.registry import untrusted_specs
@@ -685,4 +686,9 @@ def checked_spec(spec: Mapping[str, Any] | FlowSpec) -> FlowSpec:
         schedule_of(parsed.runtime.to_dict())
     except ConfigurationError as exc:
         raise ConfigurationError(f"flow {parsed.name!r}: {exc}", option=exc.option) from exc
+    if parsed.transform is not None and catalog.get(parsed.transform) is None:
+        raise ConfigurationError(
+            f"flow {parsed.name!r}: 'transform' names {parsed.transform!r}, which is not a "
+            f"loaded code flow (loaded: {', '.join(catalog.names()) or 'none'})",
+            option="transform")
     return parsed

@@ -18,7 +18,7 @@ from active_data_flow.runtimes.heartbeat import (
     replay,
     sync,
 )
-from active_data_flow.runtimes.heartbeat.engine.catalog import cursor_lag
+from active_data_flow.runtimes.heartbeat.engine.flows import cursor_lag
 from tests.integration.runtimes.heartbeat.conftest import Clock, memory_flow
 
 RECORDS = [{"id": i, "qty": str(i) if i % 3 else "n/a"} for i in range(9)]

@@ -14,10 +14,10 @@ import pytest
 import sqlalchemy as sa
 
 from active_data_flow import DataFlow
+from active_data_flow.catalog import catalog
 from active_data_flow.connectors.memory import MemorySink, MemorySource
 from active_data_flow.errors import ConfigurationError
 from active_data_flow.runtimes.heartbeat import FlowStore, Heartbeat, beat, sync
-from active_data_flow.runtimes.heartbeat.engine.catalog import catalog
 from active_data_flow.runtimes.heartbeat.store import (
     FlowBusy,
     FlowExists,

@@ -8,9 +8,9 @@ from collections.abc import Callable, Iterator
 import pytest
 
 import active_data_flow.testing  # noqa: F401  (registers the "faulty" sink)
+from active_data_flow.catalog import FlowCatalog
 from active_data_flow.connectors.memory import MemorySink
 from active_data_flow.runtimes.heartbeat.engine import executor as executor_module
-from active_data_flow.runtimes.heartbeat.engine.catalog import FlowCatalog
 from active_data_flow.runtimes.heartbeat.engine.executor import Executor
 from active_data_flow.runtimes.heartbeat.store import MemoryStore
 from active_data_flow.testing import FaultySink

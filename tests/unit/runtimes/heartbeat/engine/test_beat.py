@@ -12,12 +12,12 @@ import pytest
 
 from active_data_flow import DataFlow
 from active_data_flow import registry as registry_module
+from active_data_flow.catalog import FlowCatalog
 from active_data_flow.connectors.memory import MemorySink, MemorySource
 from active_data_flow.flow import FlowSpec
 from active_data_flow.message import Message
 from active_data_flow.runtimes.heartbeat import Heartbeat
 from active_data_flow.runtimes.heartbeat.engine.beat import BackgroundRuns, beat
-from active_data_flow.runtimes.heartbeat.engine.catalog import FlowCatalog
 from active_data_flow.runtimes.heartbeat.engine.executor import Executor
 from active_data_flow.runtimes.heartbeat.engine.sync import sync
 from active_data_flow.runtimes.heartbeat.store import ClaimedRun, MemoryStore

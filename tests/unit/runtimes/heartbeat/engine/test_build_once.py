@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from active_data_flow import DataFlow
+from active_data_flow.catalog import FlowCatalog
 from active_data_flow.connectors.memory import MemorySink, MemorySource
 from active_data_flow.registry import register_connector, register_runtime
 from active_data_flow.runtimes.heartbeat import Heartbeat, MemoryStore, beat, sync
-from active_data_flow.runtimes.heartbeat.engine.catalog import FlowCatalog
 from active_data_flow.runtimes.heartbeat.engine.executor import Executor
 
 built: Counter[str] = Counter()

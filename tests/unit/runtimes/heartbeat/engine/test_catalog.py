@@ -14,14 +14,10 @@ from typing import Any
 import pytest
 
 from active_data_flow import DataFlow
+from active_data_flow.catalog import FlowCatalog, import_flow_class
 from active_data_flow.connectors.memory import MemorySink, MemorySource
 from active_data_flow.errors import ConfigurationError
-from active_data_flow.runtimes.heartbeat.engine.catalog import (
-    FlowCatalog,
-    cursor_lag,
-    flow_for,
-    import_flow_class,
-)
+from active_data_flow.runtimes.heartbeat.engine.flows import cursor_lag, flow_for
 from active_data_flow.runtimes.heartbeat.engine.sync import sync
 from active_data_flow.runtimes.heartbeat.store import FlowCodeError, MemoryStore
 from tests.unit.runtimes.heartbeat.engine.kit import rows, spec

@@ -8,9 +8,9 @@ from typing import Any, ClassVar
 import pytest
 
 from active_data_flow import DataFlow
+from active_data_flow.catalog import FlowCatalog
 from active_data_flow.connectors.memory import MemorySink, MemorySource
 from active_data_flow.message import Message
-from active_data_flow.runtimes.heartbeat.engine.catalog import FlowCatalog
 from active_data_flow.runtimes.heartbeat.engine.deadletters import replay
 from active_data_flow.runtimes.heartbeat.engine.executor import Executor
 from active_data_flow.runtimes.heartbeat.store import FlowNotFound, MemoryStore

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 
 from active_data_flow import DataFlow, FlowRunError, RunResult
+from active_data_flow.catalog import FlowCatalog
 from active_data_flow.connectors.memory import MemorySink, MemorySource
 from active_data_flow.errors import RunClaimLost
 from active_data_flow.message import Message
 from active_data_flow.runtimes.heartbeat import Heartbeat
-from active_data_flow.runtimes.heartbeat.engine.catalog import FlowCatalog
 from active_data_flow.runtimes.heartbeat.engine.executor import (
     Executor,
     RunContext,

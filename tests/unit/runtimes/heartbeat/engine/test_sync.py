@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from active_data_flow import DataFlow
+from active_data_flow.catalog import FlowCatalog
 from active_data_flow.connectors.memory import MemorySink, MemorySource
 from active_data_flow.runtimes.heartbeat import Heartbeat
-from active_data_flow.runtimes.heartbeat.engine.catalog import FlowCatalog
 from active_data_flow.runtimes.heartbeat.engine.sync import sync
 from active_data_flow.runtimes.heartbeat.store import MemoryStore
 from tests.unit.runtimes.heartbeat.engine.kit import T0, rows, spec

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 
 from active_data_flow import DataFlow
+from active_data_flow.catalog import FlowCatalog
 from active_data_flow.connectors.memory import MemorySink, MemorySource
 from active_data_flow.message import Message
 from active_data_flow.runtimes.heartbeat import Heartbeat
 from active_data_flow.runtimes.heartbeat.engine.beat import BeatSummary
-from active_data_flow.runtimes.heartbeat.engine.catalog import FlowCatalog
 from active_data_flow.runtimes.heartbeat.engine.sync import sync
 from active_data_flow.runtimes.heartbeat.engine.worker import Worker
 from active_data_flow.runtimes.heartbeat.store import MemoryStore
