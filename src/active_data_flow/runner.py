@@ -9,6 +9,7 @@ retries), never in the loop itself.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -87,6 +88,11 @@ class Checkpoint:
         """Save ``cursor``; the batch it covers is already durable."""
         raise NotImplementedError
 
+    #: Set by the runner before each batch commits: the run's totals once that batch is
+    #: committed (sink rejections included), so that a checkpoint can save them with the
+    #: cursor and they stay exact whatever happens to the process next.
+    totals: Callable[[], RunResult] | None = None
+
     def within(self, handle: Any, cursor: Any) -> bool:
         """Save ``cursor`` through the sink's transaction ``handle`` if it can; say whether."""
         return False
@@ -116,6 +122,17 @@ class _Tally:
             duration_s=time.perf_counter() - self.started, cursor=self.cursor,
             batches=self.batches, interrupted=interrupted, total=self.total,
             uncommitted=self.in_flight,
+        )
+
+    def after(self, flow: str, read: int, written: int, position: Any) -> RunResult:
+        """The totals once the batch being committed (``read`` messages, ``written``
+        records) is: ``written`` already lost the records the sinks rejected."""
+        return RunResult(
+            flow=flow, read=self.read + read, written=self.written + written,
+            skipped=self.skipped, failed=self.failed,
+            duration_s=time.perf_counter() - self.started,
+            cursor=position if position is not None else self.cursor,
+            batches=self.batches + 1, total=self.total,
         )
 
 
@@ -198,6 +215,8 @@ class Runner:
                     break
                 if isinstance(checkpoint, Checkpoint):
                     checkpoint.check()
+                    checkpoint.totals = functools.partial(
+                        tally.after, spec.name, n, len(out), position)
                 if out:
                     for sink in sinks:
                         sink.write_batch(out)

@@ -13,7 +13,6 @@ import logging
 import queue
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 from pydantic import Field
@@ -79,6 +78,7 @@ class _Dispatch:
         self._executor = executor
         self.here: list[tuple[ClaimedRun, Runtime]] = []
         self.elsewhere: list[ClaimedRun] = []
+        self.claimed: list[int] = []
         self.runtime: Runtime | None = None
 
     def run_here(self, claim: ClaimedRun) -> None:
@@ -110,9 +110,11 @@ def beat(
         background: return right after claiming and dispatching; runs claimed for this
             process execute in these threads (the web engine's mode).
         limit: claim at most this many due runs.
-        concurrency: without ``background``, how many runs execute at once (threads).
+        concurrency: without ``background``, how many runs execute at once (threads). The
+            beat claims only as many runs as can start now, and more as runs end, until
+            nothing is due (or ``limit`` runs were claimed).
         stop: when set, running runs stop after their current batch and become pending
-            again; claimed runs not yet started are released.
+            again, and nothing more is claimed.
 
     Returns:
         What the beat did; ``exit_code`` is 1 when a run failed.
@@ -133,25 +135,25 @@ def _beat(store: Store, executor: Executor, worker_id: str, background: Backgrou
     started_at = store.now()
     t0 = time.monotonic()
     reclaimed = store.runs.reclaim_expired()
-    claims = store.runs.claim_due(worker_id, limit=limit)
-    for claim in claims:
-        executor.leases.hold(claim)  # queued claims must not expire while others run
-    try:
-        store.workers.record_beat(worker_id, len(claims))
-    except StoreError as exc:
-        log.warning("could not record the heartbeat: %s", exc, extra={"action": "beat_record"})
     context = _Dispatch(executor, background is not None)
-    records = [r for r in (_dispatch(executor, claim, context) for claim in claims) if r]
     if background is not None:
+        records = _claim_and_dispatch(store, executor, context, worker_id,
+                                      _cap(limit, background.capacity()))
         for claim, runtime in context.here:
             background.submit(claim, runtime)
+        claimed = context.claimed
     else:
-        records.extend(r for r in _execute_all(executor, context.here, concurrency, stop) if r)
+        records = _run_due(store, executor, context, worker_id, limit, concurrency, stop)
+        claimed = context.claimed
+    try:
+        store.workers.record_beat(worker_id, len(claimed))
+    except StoreError as exc:
+        log.warning("could not record the heartbeat: %s", exc, extra={"action": "beat_record"})
     done = {r.id for r in records}
     here = [c.run_id for c, _ in context.here]
     return BeatSummary(
         worker_id=worker_id, started_at=started_at, duration_s=time.monotonic() - t0,
-        reclaimed=reclaimed, claimed=[c.run_id for c in claims],
+        reclaimed=reclaimed, claimed=claimed,
         succeeded=[r.id for r in records if r.status == RunStatus.SUCCEEDED],
         failed=[r.id for r in records if r.status == RunStatus.FAILED],
         interrupted=[r.id for r in records
@@ -161,6 +163,49 @@ def _beat(store: Store, executor: Executor, worker_id: str, background: Backgrou
         + (here if background is not None else []),
         runs=records,
     )
+
+
+def _cap(limit: int | None, capacity: int) -> int:
+    return capacity if limit is None else min(limit, capacity)
+
+
+def _claim_and_dispatch(store: Store, executor: Executor, context: _Dispatch, worker_id: str,
+                        limit: int) -> list[RunRecord]:
+    """Claim at most ``limit`` due runs and hand each to its runtime; the records of runs
+    settled here (not even dispatchable)."""
+    if limit <= 0:
+        return []
+    claims = store.runs.claim_due(worker_id, limit=limit)
+    for claim in claims:
+        executor.leases.hold(claim)
+        context.claimed.append(claim.run_id)
+    return [r for r in (_dispatch(executor, claim, context) for claim in claims) if r]
+
+
+def _run_due(store: Store, executor: Executor, context: _Dispatch, worker_id: str,
+             limit: int | None, concurrency: int, stop: threading.Event | None,
+             ) -> list[RunRecord]:
+    """Run every due run to its end, ``concurrency`` at a time, claiming only as many as can
+    start now and more as slots free (a worker never holds runs it cannot run: if it dies,
+    it strands only the runs it was executing)."""
+    slots = max(1, concurrency)
+    pool = _DaemonPool(executor, slots, stop)
+    records: list[RunRecord] = []
+    while True:
+        left = None if limit is None else limit - len(context.claimed)
+        if (stop is None or not stop.is_set()) and (left is None or left > 0):
+            started = len(context.here)
+            records += _claim_and_dispatch(store, executor, context, worker_id,
+                                           _cap(left, slots - pool.busy))
+            new = context.here[started:]
+            for claim, runtime in new:
+                pool.start(claim, runtime)
+            if new and pool.busy < slots:
+                continue  # there may be more due runs: claim them while slots are free
+        if not pool.busy:
+            break
+        records += pool.wait_any()
+    return records
 
 
 def _dispatch(executor: Executor, claim: ClaimedRun, context: _Dispatch) -> RunRecord | None:
@@ -200,22 +245,44 @@ def _dispatch(executor: Executor, claim: ClaimedRun, context: _Dispatch) -> RunR
     return None
 
 
-def _execute_all(executor: Executor, claims: list[tuple[ClaimedRun, Runtime]],
-                 concurrency: int, stop: threading.Event | None) -> list[RunRecord | None]:
-    def execute(item: tuple[ClaimedRun, Runtime]) -> RunRecord | None:
-        claim, runtime = item
+class _DaemonPool:
+    """Runs executing in daemon threads: a process that must stop (its shutdown timeout
+    passed) exits without waiting for a stuck run."""
+
+    def __init__(self, executor: Executor, slots: int, stop: threading.Event | None) -> None:
+        self.executor, self.slots, self.stop = executor, slots, stop
+        self._done: queue.Queue[RunRecord | None] = queue.Queue()
+        self.busy = 0
+
+    def start(self, claim: ClaimedRun, runtime: Runtime) -> None:
+        self.busy += 1
+        if self.slots == 1:  # one at a time: in the calling thread
+            self._run(claim, runtime)
+            return
+        threading.Thread(target=self._run, args=(claim, runtime), daemon=True,
+                         name=f"adf-run-{claim.run_id}").start()
+
+    def _run(self, claim: ClaimedRun, runtime: Runtime) -> None:
+        record = None
         try:
-            return executor.execute(claim, stop=stop, runtime=runtime)
+            record = self.executor.execute(claim, stop=self.stop, runtime=runtime)
         except Exception:  # one run's trouble must not keep the others from running
             log.exception("run %s of %s: unexpected failure; it will be reclaimed when its "
                           "lease expires", claim.run_id, claim.flow.name,
                           extra={"action": "run_crashed", "run_id": claim.run_id})
-            return None
+        finally:
+            self._done.put(record)
 
-    if concurrency <= 1 or len(claims) <= 1:
-        return [execute(item) for item in claims]
-    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="adf-run") as pool:
-        return list(pool.map(execute, claims))
+    def wait_any(self) -> list[RunRecord]:
+        """Wait for a run to end (and collect any others that did); their records."""
+        ended = [self._done.get()]
+        while True:
+            try:
+                ended.append(self._done.get_nowait())
+            except queue.Empty:
+                break
+        self.busy -= len(ended)
+        return [r for r in ended if r is not None]
 
 
 class BackgroundRuns:
@@ -241,6 +308,11 @@ class BackgroundRuns:
         self._idle = threading.Condition()
         self._lock = threading.Lock()
         self._registered = False
+
+    def capacity(self) -> int:
+        """How many more runs can start now (a beat claims no more than this)."""
+        with self._idle:
+            return max(0, self.threads - self._pending)
 
     def submit(self, claim: ClaimedRun, runtime: Runtime | None = None) -> None:
         """Execute ``claim`` in a background thread."""

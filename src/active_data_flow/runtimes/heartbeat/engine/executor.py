@@ -111,11 +111,8 @@ class _RunWork:
     def flow(self, flow: DataFlow) -> DataFlow:
         return flow
 
-    def checkpoint(self, cursor: Any, conn: Any = None) -> None:
-        self.store.runs.checkpoint(self.claim, cursor, conn)
-
-    def progress(self, counts: RunCounts) -> None:
-        self.store.runs.progress(self.claim, counts)
+    def checkpoint(self, cursor: Any, conn: Any, counts: RunCounts) -> None:
+        self.store.runs.checkpoint(self.claim, cursor, conn, counts=counts)
 
     def retry_later(self, counts: RunCounts, note: str, kind: str) -> bool:
         """Note the failed attempt on the run (it retries here, after the backoff)."""
@@ -146,11 +143,8 @@ class _PartWork:
     def flow(self, flow: DataFlow) -> DataFlow:
         return type(flow)(flow.spec.replace(source=self.claim.source))
 
-    def checkpoint(self, cursor: Any, conn: Any = None) -> None:
-        self.store.partitions.checkpoint(self.claim, cursor, conn)
-
-    def progress(self, counts: RunCounts) -> None:
-        self.store.partitions.progress(self.claim, counts)
+    def checkpoint(self, cursor: Any, conn: Any, counts: RunCounts) -> None:
+        self.store.partitions.checkpoint(self.claim, cursor, conn, counts=counts)
 
     def retry_later(self, counts: RunCounts, note: str, kind: str) -> bool:
         """Give the part back, pending: its task runs it again after the backoff."""
@@ -190,14 +184,15 @@ class Outcome:
 
 
 class StoreCheckpoint(Checkpoint):
-    """Saves a held claim's cursor after each durable batch: inside the sink's transaction
-    when the sink writes to the store's own database (batch and cursor commit together),
-    else right after the flush. Fenced: a lost claim's checkpoint raises ``RunClaimLost``
-    (rolling the sink's transaction back), and no batch is written once the claim is known
-    lost."""
+    """Saves a held claim's cursor, with the run's counts, after each durable batch: inside
+    the sink's transaction when the sink writes to the store's own database (batch, cursor
+    and counts commit together), else right after the flush. Fenced: a lost claim's
+    checkpoint raises ``RunClaimLost`` (rolling the sink's transaction back), and no batch is
+    written once the claim is known lost."""
 
     def __init__(self, work: _Work, held: Held) -> None:
         self.work, self.held = work, held
+        self.base = work.counts  # earlier attempts' and claims' counts
 
     def check(self) -> None:
         if self.held.lost.is_set():
@@ -205,27 +200,16 @@ class StoreCheckpoint(Checkpoint):
                                "not written")
 
     def __call__(self, cursor: Any) -> None:
-        self.work.checkpoint(cursor)
+        self.work.checkpoint(cursor, None, self._counts())
 
     def within(self, handle: Any, cursor: Any) -> bool:
         if not self.work.store.shares_database_with(handle):
             return False
-        self.work.checkpoint(cursor, conn=handle)
+        self.work.checkpoint(cursor, handle, self._counts())
         return True
 
-
-class _Progress:
-    """Records counts after each batch, at most once a second (renewing the lease)."""
-
-    def __init__(self, work: _Work) -> None:
-        self.work, self.base = work, work.counts
-        self.last = time.monotonic()
-
-    def __call__(self, result: RunResult) -> None:
-        now = time.monotonic()
-        if now - self.last >= 1.0:
-            self.last = now
-            self.work.progress(self.base + RunCounts.of(result))
+    def _counts(self) -> RunCounts:
+        return self.base + RunCounts.of(self.totals()) if self.totals else self.base
 
 
 class _Halt(threading.Event):
@@ -378,8 +362,8 @@ class Executor:
         context = RunContext(claim.run_id, flow.spec.name, claim.worker_id, attempt, self.store)
         with trust(claim.flow), _running(context):
             return Runner(runtime).run(flow, cursor=work.cursor,
-                                       checkpoint=StoreCheckpoint(work, held),
-                                       on_progress=_Progress(work), stop=halt, hooks=False)
+                                       checkpoint=StoreCheckpoint(work, held), stop=halt,
+                                       hooks=False)
 
     def _failed(self, work: _Work, flow: DataFlow, error: FlowRunError, counts: RunCounts,
                 duration_s: float) -> Outcome:

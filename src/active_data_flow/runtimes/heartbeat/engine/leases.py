@@ -1,10 +1,12 @@
 """Keeping claims alive while this process works on them: the one lease renewer.
 
 One thread per executor renews every claim the process holds (whole runs executing or
-queued, and parts of partitioned runs) every ``renew_seconds``: runs in one transaction,
-parts in another. A renewal that matches no row means another worker took the claim over:
-the holder's ``lost`` event is set, so its executor stops before writing another batch, and
-its later writes are fenced off anyway.
+queued, and parts of partitioned runs) every ``renew_seconds``: one statement for all its
+runs, one for its parts. A renewal that matches no row means another worker took the claim
+over: the holder's ``lost`` event is set, so its executor stops before writing another
+batch, and its later writes are fenced off anyway. A claim that ended while the renewal was
+on its way (its run finished in the meantime) is not a lost claim: only claims still held
+once the renewal returns are marked.
 """
 
 from __future__ import annotations
@@ -89,10 +91,18 @@ class LeaseRenewer:
                 runs[h.claim.run_id] = (h.claim, h)
         lost: set[int] = set()
         if runs:
-            lost |= _mark(runs, self._store.runs.renew(c for c, _ in runs.values()))
+            lost |= self._mark(runs, self._store.runs.renew(c for c, _ in runs.values()))
         if parts:
-            lost |= _mark(parts, self._store.partitions.renew(c for c, _ in parts.values()))
+            lost |= self._mark(parts, self._store.partitions.renew(c for c, _ in parts.values()))
         return lost
+
+    def revoke(self, claim: Claim) -> None:
+        """Treat ``claim`` as lost from now on (its process gives it back): its executor
+        writes no further batch."""
+        with self._lock:
+            held = self._held.get(_key(claim))
+        if held is not None and held.claim.token == claim.token:
+            held.lost.set()
 
     def _loop(self) -> None:
         while not self._stop.wait(self._store.renew_seconds):
@@ -115,15 +125,22 @@ class LeaseRenewer:
             thread.join(timeout=5)
         self._thread = None
 
+    def _still_held(self, held: Held) -> bool:
+        with self._lock:
+            return self._held.get(_key(held.claim)) is held
 
-def _mark(held: Mapping[int, tuple[Claim, Held]], gone: set[int]) -> set[int]:
-    for key in gone:
-        entry = held.get(key)
-        if entry is not None and not entry[1].lost.is_set():
-            log.warning("%s: claim lost (taken over by another worker)", _describe(entry[0]),
-                        extra={"action": "claim_lost"})
-            entry[1].lost.set()
-    return gone
+    def _mark(self, held: Mapping[int, tuple[Claim, Held]], gone: set[int]) -> set[int]:
+        lost = set()
+        for key in gone:
+            entry = held.get(key)
+            if entry is None or not self._still_held(entry[1]):
+                continue  # it ended meanwhile: released, not lost
+            lost.add(key)
+            if not entry[1].lost.is_set():
+                log.warning("%s: claim lost (taken over by another worker)",
+                            _describe(entry[0]), extra={"action": "claim_lost"})
+                entry[1].lost.set()
+        return lost
 
 
 def _describe(claim: Claim) -> str:

@@ -196,7 +196,8 @@ class SqlPartitions(SqlRepository):
         return self._db.transact(work) if claims else set()
 
     def checkpoint(
-        self, claim: ClaimedPartition, cursor: Any, conn: Any = None
+        self, claim: ClaimedPartition, cursor: Any, conn: Any = None, *,
+        counts: RunCounts | None = None,
     ) -> None:
         """Save a held part's cursor (through ``conn``: in the sink's own transaction).
 
@@ -207,7 +208,8 @@ class SqlPartitions(SqlRepository):
             now = self.now()
             if not c.execute(partitions.update().where(*_guard(claim)).values(
                     cursor=cursor, heartbeat_at=now,
-                    lease_expires_at=self._settings.lease_until(now))).rowcount:
+                    lease_expires_at=self._settings.lease_until(now),
+                    **(counts.values() if counts is not None else {}))).rowcount:
                 raise _lost(claim)
 
         if conn is not None:

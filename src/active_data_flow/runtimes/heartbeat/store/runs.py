@@ -166,20 +166,24 @@ class SqlRuns(SqlRepository):
 
     # -- while running -------------------------------------------------------------------
     def renew(self, claims: Iterable[ClaimedRun]) -> set[int]:
+        """One UPDATE renews every claim, however many the worker holds; only when it
+        matched fewer rows is a second statement needed, to tell which claims are gone."""
         claims = list(claims)
         if not claims:
             return set()
+        ids = [c.run_id for c in claims]
+        tokens = {c.token for c in claims}
 
         def work(conn: Connection) -> set[int]:
             now = self.now()
-            until = self._settings.lease_until(now)
-            gone = set()
-            for claim in claims:
-                changed = conn.execute(runs.update().where(*_guard(claim)).values(
-                    heartbeat_at=now, lease_expires_at=until)).rowcount
-                if not changed:
-                    gone.add(claim.run_id)
-            return gone
+            changed = conn.execute(runs.update().where(
+                runs.c.id.in_(ids), runs.c.status == _RUNNING, runs.c.claim_token.in_(tokens),
+            ).values(heartbeat_at=now, lease_expires_at=self._settings.lease_until(now)))
+            if changed.rowcount == len(claims):
+                return set()
+            held = set(conn.execute(sa.select(runs.c.id, runs.c.claim_token).where(
+                runs.c.id.in_(ids), runs.c.status == _RUNNING)).tuples())
+            return {c.run_id for c in claims if (c.run_id, c.token) not in held}
 
         return self._db.transact(work)
 
@@ -212,13 +216,16 @@ class SqlRuns(SqlRepository):
 
         return self._db.transact(work)
 
-    def checkpoint(self, claim: ClaimedRun, cursor: Any, conn: Any = None) -> None:
+    def checkpoint(self, claim: ClaimedRun, cursor: Any, conn: Any = None, *,
+                   counts: RunCounts | None = None) -> None:
         def work(c: Connection) -> None:
             now = self.now()
-            # The run row first (it is the lock a reclaim needs), then the flow row.
+            # The run row first (it is the lock a reclaim needs), then the flow row. The
+            # counts go with the cursor: every committed batch is counted on its run.
             changed = c.execute(runs.update().where(*_guard(claim)).values(
                 cursor_end=cursor, heartbeat_at=now,
-                lease_expires_at=self._settings.lease_until(now))).rowcount
+                lease_expires_at=self._settings.lease_until(now),
+                **(counts.values() if counts is not None else {}))).rowcount
             if not changed:
                 raise lost(claim)
             c.execute(flows.update().where(flows.c.id == claim.flow.id).values(

@@ -10,7 +10,12 @@ from sqlalchemy.engine import URL, Connection, Engine
 
 from active_data_flow.runtimes.heartbeat.store import schema
 from active_data_flow.runtimes.heartbeat.store._db import Database, same_database
-from active_data_flow.runtimes.heartbeat.store.base import Store, StoreSettings, utcnow
+from active_data_flow.runtimes.heartbeat.store.base import (
+    Store,
+    StoreSettings,
+    default_lease_seconds,
+    utcnow,
+)
 from active_data_flow.runtimes.heartbeat.store.dead_letters import SqlDeadLetters
 from active_data_flow.runtimes.heartbeat.store.flows import SqlFlows
 from active_data_flow.runtimes.heartbeat.store.partitions import SqlPartitions
@@ -28,8 +33,9 @@ class FlowStore(Store):
             ``sqlite:///active_data_flow.db`` in the working directory.
         engine: an existing engine to use instead (not disposed by :meth:`close`).
         lease_seconds: how long a claimed run stays claimed without a renewal; a run whose
-            worker died is reclaimed after this. Renewals happen every ``renew_seconds``
-            (default: a quarter of the lease).
+            worker died is reclaimed at the first heartbeat after this. Default:
+            ``ADF_LEASE_SECONDS``, else 10. Renewals happen every ``renew_seconds`` (default:
+            a fifth of the lease), one statement per worker however many runs it holds.
         auto_upgrade: apply pending migrations now. Default: yes for SQLite (the embedded
             default), no for server databases (run ``adf db upgrade``, or :meth:`upgrade`).
         retry_seconds: how long transient database failures are retried.
@@ -45,14 +51,16 @@ class FlowStore(Store):
         url: str | URL | None = None,
         *,
         engine: Engine | None = None,
-        lease_seconds: float = 60.0,
+        lease_seconds: float | None = None,
         renew_seconds: float | None = None,
         auto_upgrade: bool | None = None,
         retry_seconds: float = 20.0,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
-        self.settings = StoreSettings(lease_seconds=float(lease_seconds),
-                                      renew_seconds=renew_seconds, clock=clock or utcnow)
+        self.settings = StoreSettings(
+            lease_seconds=float(default_lease_seconds() if lease_seconds is None
+                                else lease_seconds),
+            renew_seconds=renew_seconds, clock=clock or utcnow)
         self._db = Database(url, engine=engine, retry_seconds=retry_seconds)
         self.flows = SqlFlows(self._db, self.settings)
         self.runs = SqlRuns(self._db, self.settings)

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 import active_data_flow.testing  # noqa: F401  (registers the "faulty" sink)
-from active_data_flow.catalog import FlowCatalog
+from active_data_flow.catalog import FlowCatalog, catalog
 from active_data_flow.connectors.memory import MemorySink
 from active_data_flow.runtimes.heartbeat.engine import executor as executor_module
 from active_data_flow.runtimes.heartbeat.engine.executor import Executor
@@ -29,9 +29,12 @@ def store(clock: Clock) -> MemoryStore:
 
 
 @pytest.fixture
-def flows() -> FlowCatalog:
-    """The test's own catalog of code-defined flows (the process-wide one stays untouched)."""
-    return FlowCatalog()
+def flows() -> Iterator[FlowCatalog]:
+    """The process-wide catalog of code-defined flows, empty for the test (the store checks
+    the transforms that stored specs borrow against it)."""
+    catalog.clear()
+    yield catalog
+    catalog.clear()
 
 
 @pytest.fixture

@@ -240,7 +240,7 @@ def test_a_beat_reclaims_expired_leases_and_runs_the_recovery(
     assert store.get_run(dead.run_id).error_type == "active_data_flow.errors.WorkerLost"
 
 
-def test_claimed_runs_are_leased_while_they_wait_their_turn(
+def test_a_beat_claims_only_the_runs_it_can_start(
     store: MemoryStore, executor: Executor, flows: FlowCatalog, sink: str
 ) -> None:
     held: list[list[int]] = []
@@ -253,7 +253,8 @@ def test_claimed_runs_are_leased_while_they_wait_their_turn(
 
     summary = beat(store, executor=executor)
 
-    assert held == [summary.claimed, summary.claimed[1:]]
+    # One slot: the second run is claimed once the first has ended, never held waiting.
+    assert held == [[summary.claimed[0]], [summary.claimed[1]]]
     assert executor.leases.held() == []
 
 
@@ -336,7 +337,7 @@ def test_a_run_whose_runtime_cannot_be_built_fails_in_the_beat(
         record.error or "")
 
 
-def test_a_stopping_beat_releases_what_it_claimed_unstarted(
+def test_a_stopping_beat_claims_nothing(
     store: MemoryStore, executor: Executor, sink: str
 ) -> None:
     store.create_flow(spec("copy", rows(1), sink, interval=60))
@@ -345,8 +346,8 @@ def test_a_stopping_beat_releases_what_it_claimed_unstarted(
 
     summary = beat(store, executor=executor, stop=stop)
 
-    assert summary.interrupted == summary.claimed
-    assert store.get_run(summary.claimed[0]).status == "pending"
+    assert summary.claimed == []
+    assert store.list_runs("copy").items[0].status == "pending"
     assert written(sink) == []
 
 

@@ -20,12 +20,16 @@ built: Counter[str] = Counter()
 
 @register_connector("counting_source")
 class CountingSource(MemorySource):
+    untrusted_ok = True  # the test stores specs that name it
+
     def _setup(self) -> None:
         built["source"] += 1
 
 
 @register_connector("counting_sink")
 class CountingSink(MemorySink):
+    untrusted_ok = True
+
     def _setup(self) -> None:
         super()._setup()
         built["sink"] += 1

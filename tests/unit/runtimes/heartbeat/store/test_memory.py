@@ -116,6 +116,6 @@ def test_lease_settings_are_checked(options: dict[str, Any], option: str) -> Non
 
 def test_a_memory_store_has_nothing_to_close() -> None:
     with MemoryStore(lease_seconds=8) as store:
-        assert (store.lease_seconds, store.renew_seconds) == (8, 2)
+        assert (store.lease_seconds, store.renew_seconds) == (8, 1.6)  # a fifth
         assert repr(store) == "MemoryStore()"
     assert store.list_flows().total == 0  # still usable: closing released nothing
