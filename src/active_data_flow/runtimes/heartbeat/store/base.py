@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -207,18 +208,44 @@ def check_page(offset: int, limit: int) -> None:
                                  option="limit" if offset >= 0 else "offset")
 
 
+#: A claim's lease when nothing says otherwise: a killed worker's run is reclaimed at the next
+#: heartbeat after this (renewed every fifth of it, so five renewals may be missed first).
+DEFAULT_LEASE_SECONDS = 10.0
+LEASE_ENV = "ADF_LEASE_SECONDS"
+
+
+def default_lease_seconds() -> float:
+    """``ADF_LEASE_SECONDS`` (``adf.toml``: ``lease_seconds``), else 10 seconds.
+
+    Raises:
+        ConfigurationError: the variable is not a positive number.
+    """
+    text = os.environ.get(LEASE_ENV, "").strip()
+    if not text:
+        return DEFAULT_LEASE_SECONDS
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 86_400:
+        raise ConfigurationError(f"{LEASE_ENV} must be a number of seconds (0 < s <= 86400), "
+                                 f"got {text!r}", option=LEASE_ENV)
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class StoreSettings:
     """Timing every repository of a store shares.
 
     Attributes:
         lease_seconds: how long a claim stays valid without a renewal; a run whose worker
-            died is reclaimed after this.
-        renew_seconds: how often holders renew (default: a quarter of the lease).
+            died is reclaimed at the first heartbeat after this (default: see
+            :func:`default_lease_seconds`).
+        renew_seconds: how often holders renew (default: a fifth of the lease).
         clock: the current aware datetime (tests travel in time with it).
     """
 
-    lease_seconds: float = 60.0
+    lease_seconds: float = field(default_factory=default_lease_seconds)
     renew_seconds: float | None = None
     clock: Callable[[], datetime] = field(default=utcnow)
 
@@ -232,7 +259,7 @@ class StoreSettings:
     @property
     def renew_every(self) -> float:
         """Seconds between renewals."""
-        return self.renew_seconds or self.lease_seconds / 4
+        return self.renew_seconds or self.lease_seconds / 5
 
     def now(self) -> datetime:
         """The store's current time (UTC)."""
@@ -343,7 +370,8 @@ class RunRepository(Protocol):
         ...
 
     def renew(self, claims: Iterable[ClaimedRun]) -> set[int]:
-        """Extend leases; return the ids of runs no longer held."""
+        """Extend the leases of a worker's claims (one statement, however many); return the
+        ids of runs no longer held."""
         ...
 
     def begin_attempt(self, claim: ClaimedRun, attempt: int) -> tuple[Any, RunCounts]:
@@ -355,9 +383,11 @@ class RunRepository(Protocol):
         """Record counts so far (and renew the lease); False if the claim is lost."""
         ...
 
-    def checkpoint(self, claim: ClaimedRun, cursor: Any, conn: Any = None) -> None:
-        """Save the flow's cursor for a held run (through ``conn``: in a sink's open
-        transaction on the store's database, so it commits with the batch)."""
+    def checkpoint(self, claim: ClaimedRun, cursor: Any, conn: Any = None, *,
+                   counts: RunCounts | None = None) -> None:
+        """Save the flow's cursor for a held run, and the run's counts as of that batch
+        (through ``conn``: in a sink's open transaction on the store's database, so it
+        commits with the batch); renews the lease."""
         ...
 
     def finish(self, claim: ClaimedRun, status: RunStatus, counts: RunCounts, *,
@@ -413,8 +443,9 @@ class PartitionRepository(Protocol):
         """Extend the leases of parts and their runs; return the ids of lost parts."""
         ...
 
-    def checkpoint(self, claim: ClaimedPartition, cursor: Any, conn: Any = None) -> None:
-        """Save a part's cursor (``RunClaimLost`` when it is no longer held)."""
+    def checkpoint(self, claim: ClaimedPartition, cursor: Any, conn: Any = None, *,
+                   counts: RunCounts | None = None) -> None:
+        """Save a part's cursor and counts (``RunClaimLost`` when it is no longer held)."""
         ...
 
     def progress(self, claim: ClaimedPartition, counts: RunCounts) -> bool:

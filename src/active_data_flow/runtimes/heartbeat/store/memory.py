@@ -32,6 +32,7 @@ from active_data_flow.runtimes.heartbeat.store.base import (
     check_page,
     check_search,
     check_trigger_cycle,
+    default_lease_seconds,
     describe,
     next_due,
     paused_chain,
@@ -481,11 +482,13 @@ class _Runs(_Repository):
                 run.update(error=truncate(error, MAX_ERROR), error_type=error_type)
             return True
 
-    def checkpoint(self, claim: ClaimedRun, cursor: Any, conn: Any = None) -> None:
+    def checkpoint(self, claim: ClaimedRun, cursor: Any, conn: Any = None, *,
+                   counts: RunCounts | None = None) -> None:
         with self._t.lock:
             run, now = self._hold(claim), self.now()
             run.update(cursor_end=_json(cursor), heartbeat_at=now,
-                       lease_expires_at=self._settings.lease_until(now))
+                       lease_expires_at=self._settings.lease_until(now),
+                       **(counts.values() if counts is not None else {}))
             self._t.flows[run["flow_id"]].update(cursor=_json(cursor), cursor_updated_at=now)
 
     def finish(self, claim: ClaimedRun, status: RunStatus, counts: RunCounts, *,
@@ -712,14 +715,16 @@ class _Partitions(_Repository):
                     gone.add(claim.partition_id)
             return gone
 
-    def checkpoint(self, claim: ClaimedPartition, cursor: Any, conn: Any = None) -> None:
+    def checkpoint(self, claim: ClaimedPartition, cursor: Any, conn: Any = None, *,
+                   counts: RunCounts | None = None) -> None:
         with self._t.lock:
             part = self._held(claim)
             if part is None:
                 raise _lost(claim)
             now = self.now()
             part.update(cursor=_json(cursor), heartbeat_at=now,
-                        lease_expires_at=self._settings.lease_until(now))
+                        lease_expires_at=self._settings.lease_until(now),
+                        **(counts.values() if counts is not None else {}))
 
     def progress(self, claim: ClaimedPartition, counts: RunCounts) -> bool:
         with self._t.lock:
@@ -889,10 +894,13 @@ class MemoryStore(Store):
         lease_seconds, renew_seconds, clock: as for :class:`~.sql.FlowStore`.
     """
 
-    def __init__(self, *, lease_seconds: float = 60.0, renew_seconds: float | None = None,
+    def __init__(self, *, lease_seconds: float | None = None,
+                 renew_seconds: float | None = None,
                  clock: Callable[[], datetime] | None = None) -> None:
-        self.settings = StoreSettings(lease_seconds=float(lease_seconds),
-                                      renew_seconds=renew_seconds, clock=clock or utcnow)
+        self.settings = StoreSettings(
+            lease_seconds=float(default_lease_seconds() if lease_seconds is None
+                                else lease_seconds),
+            renew_seconds=renew_seconds, clock=clock or utcnow)
         tables = _Tables()
         self.flows = _Flows(tables, self.settings)
         self.runs = _Runs(tables, self.settings)
