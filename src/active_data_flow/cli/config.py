@@ -4,6 +4,7 @@
 
     database_url = "sqlite:///active_data_flow.db"   # the flow store (ADF_DATABASE_URL)
     flows = "data_flows"                               # code-defined flows (ADF_FLOWS)
+    lease_seconds = 10                                 # claims' lease (ADF_LEASE_SECONDS)
 
 The command reads it from the working directory (or ``ADF_CONFIG``) and exports each
 setting as its environment variable unless that variable is already set, so the environment
@@ -27,7 +28,11 @@ SETTINGS = {
     "database_url": "ADF_DATABASE_URL",
     "flows": "ADF_FLOWS",
     "heartbeat_token": "ADF_HEARTBEAT_TOKEN",
+    "lease_seconds": "ADF_LEASE_SECONDS",
 }
+
+#: Settings that are numbers (the others are strings, or lists of them).
+NUMBERS = {"lease_seconds"}
 
 
 def load_project_config(path: str | os.PathLike[str] | None = None) -> Path | None:
@@ -54,8 +59,11 @@ def load_project_config(path: str | os.PathLike[str] | None = None) -> Path | No
                 f"{file}: unknown setting {key!r} (settings: {', '.join(SETTINGS)})")
         if isinstance(value, list):
             value = ",".join(str(v) for v in value)
+        if key in NUMBERS and isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = str(value)
         if not isinstance(value, str):
-            raise click.ClickException(f"{file}: setting {key!r} must be a string")
+            kind = "a number" if key in NUMBERS else "a string"
+            raise click.ClickException(f"{file}: setting {key!r} must be {kind}")
         if key == "flows" and not os.path.isabs(value):
             value = str(file.parent / value)  # relative to the file, not the caller
         os.environ.setdefault(SETTINGS[key], value)

@@ -83,8 +83,9 @@ def run_stored(name: str, as_json: bool) -> None:
     """Trigger the stored flow ``name`` and execute its run in this process."""
     from active_data_flow.cli.store import open_store, runs_table
     from active_data_flow.runtimes.heartbeat import Executor
+    from active_data_flow.runtimes.heartbeat.engine.worker import stopping_on_signals
 
-    with open_store() as store:
+    with open_store() as store, stopping_on_signals(f"adf run {name}") as stop:
         pending = store.trigger(name, reason="cli")
         if pending.status != "pending":
             err_console.print(f"{name} is running on {pending.worker_id}; it will run again "
@@ -93,7 +94,7 @@ def run_stored(name: str, as_json: bool) -> None:
         executor = Executor(store)
         try:
             with err_console.status(f"running {name} (run {pending.id})…"):
-                record = executor.execute_run(pending.id)
+                record = executor.execute_run(pending.id, stop=stop)
         finally:
             executor.close()
     if record is None:

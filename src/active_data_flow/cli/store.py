@@ -46,13 +46,19 @@ STATUS_STYLE = {
 }
 
 
+LEASE_HELP = ("Seconds a claimed run stays claimed without a renewal: a killed worker's runs "
+              "are taken over after this [env ADF_LEASE_SECONDS, adf.toml lease_seconds; "
+              "default: 10].")
+
+
 @contextmanager
-def open_store(*, upgrade: bool | None = None) -> Iterator[FlowStore]:
+def open_store(*, upgrade: bool | None = None,
+               lease_seconds: float | None = None) -> Iterator[FlowStore]:
     """The flow store for a command; store errors become one-line CLI errors."""
     from active_data_flow.runtimes.heartbeat import FlowStore
 
     try:
-        store = FlowStore(auto_upgrade=upgrade)
+        store = FlowStore(auto_upgrade=upgrade, lease_seconds=lease_seconds)
     except ActiveDataFlowError as exc:
         raise click.ClickException(str(exc)) from None
     try:
@@ -303,16 +309,20 @@ def beat_table(items: list[RunRecord]) -> Table:
 @click.option("--limit", type=click.IntRange(1), help="Claim at most this many due runs.")
 @click.option("--concurrency", default=1, show_default=True, type=click.IntRange(1, 64),
               help="Runs executed at once (threads).")
-def heartbeat(limit: int | None, concurrency: int) -> None:
+@click.option("--lease-seconds", type=click.FloatRange(0.5, 86_400), help=LEASE_HELP)
+def heartbeat(limit: int | None, concurrency: int, lease_seconds: float | None) -> None:
     """Run one heartbeat: claim every due flow, run it, schedule the next run.
 
     Safe to call from several processes or machines at once (cron, containers): each due
-    run is claimed exactly once. Exits 1 when a run failed.
+    run is claimed exactly once. On SIGTERM or Ctrl-C, running runs stop at their next
+    checkpoint and go back to pending. Exits 1 when a run failed.
     """
     from active_data_flow.runtimes.heartbeat import beat
+    from active_data_flow.runtimes.heartbeat.engine.worker import stopping_on_signals
 
-    with open_store() as store:
-        summary = beat(store, limit=limit, concurrency=concurrency)
+    with open_store(lease_seconds=lease_seconds) as store, \
+            stopping_on_signals("adf heartbeat") as stop:
+        summary = beat(store, limit=limit, concurrency=concurrency, stop=stop)
     print_beat(summary)
     sys.exit(summary.exit_code)
 
@@ -325,7 +335,9 @@ def heartbeat(limit: int | None, concurrency: int) -> None:
 @click.option("--shutdown-timeout", default=30.0, show_default=True, type=click.FloatRange(0),
               help="Seconds a stop (SIGTERM, Ctrl-C) waits for running runs to checkpoint.")
 @click.option("--quiet", is_flag=True, help="Print only beats that claimed something.")
-def worker(interval: float, concurrency: int, shutdown_timeout: float, quiet: bool) -> None:
+@click.option("--lease-seconds", type=click.FloatRange(0.5, 86_400), help=LEASE_HELP)
+def worker(interval: float, concurrency: int, shutdown_timeout: float, quiet: bool,
+           lease_seconds: float | None) -> None:
     """Beat every INTERVAL seconds until SIGTERM or Ctrl-C (for hosts without cron).
 
     On a stop signal, running runs finish their current batch and go back to pending
@@ -337,7 +349,7 @@ def worker(interval: float, concurrency: int, shutdown_timeout: float, quiet: bo
         if summary.claimed or summary.reclaimed or not quiet:
             print_beat(summary)
 
-    with open_store() as store:
+    with open_store(lease_seconds=lease_seconds) as store:
         loop = Worker(store, interval=interval, concurrency=concurrency,
                       shutdown_timeout=shutdown_timeout, on_beat=on_beat)
         console.print(f"worker {loop.worker_id} beating every {interval:g}s on {store.url} "

@@ -84,9 +84,10 @@ class CelerySettings(BaseModel):
             visibility timeout; a lost task is redelivered within visibility_timeout +
             restore_interval.
         lease_seconds: a partition's lease in the store; a partition whose worker stopped
-            renewing it for this long may be taken over by a redelivered task.
-        renew_seconds: how often a running partition renews its lease (default: a quarter
-            of the lease).
+            renewing it for this long may be taken over by a redelivered task (default: the
+            store's, ``ADF_LEASE_SECONDS`` or 10).
+        renew_seconds: how often a running partition renews its lease (default: a fifth of
+            the lease).
         queue: the default queue (a flow's runtime may name another).
         prefetch_multiplier: tasks each worker process reserves; must be 1.
     """
@@ -97,7 +98,7 @@ class CelerySettings(BaseModel):
     store_url: str | None = Field(default_factory=lambda: os.environ.get("ADF_DATABASE_URL"))
     visibility_timeout: float = Field(default=3600.0, gt=0)
     restore_interval: float = Field(default=10.0, gt=0)
-    lease_seconds: float = Field(default=60.0, gt=0)
+    lease_seconds: float | None = Field(default=None, gt=0)
     renew_seconds: float | None = Field(default=None, gt=0)
     queue: str = Field(default="active_data_flow", pattern=r"^[A-Za-z0-9_.:\-]{1,200}$")
     prefetch_multiplier: int = 1

@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +24,7 @@ from active_data_flow.runtimes.heartbeat.store import ClaimedRun
 if TYPE_CHECKING:
     from active_data_flow.runtimes.heartbeat.store import Store
 
-__all__ = ["Worker"]
+__all__ = ["Worker", "install_stop_handlers", "stopping_on_signals"]
 
 log = logging.getLogger(__name__)
 
@@ -171,27 +172,49 @@ class Worker:
         log.info("worker %s: stopped", self.worker_id, extra={"action": "worker_stop"})
 
     def _release_held(self) -> None:
-        held = self.executor.leases.held()
+        """Give back the runs still going at the shutdown timeout: each is first revoked (its
+        thread writes no further batch: the next check before a write refuses it), then
+        released, so another worker may take it at once; the run threads are daemons, so the
+        process does not wait for a stuck one."""
+        claims = [h.claim for h in self.executor.leases.held()
+                  if isinstance(h.claim, ClaimedRun) and h.claim.worker_id == self.worker_id]
         log.warning("worker %s: %d run(s) did not reach a checkpoint within %ss; released",
-                    self.worker_id, len(held), self.shutdown_timeout,
+                    self.worker_id, len(claims), self.shutdown_timeout,
                     extra={"action": "worker_force_release"})
-        for h in held:
-            if not isinstance(h.claim, ClaimedRun) or h.claim.worker_id != self.worker_id:
-                continue
+        for claim in claims:
+            self.executor.leases.revoke(claim)
             try:
-                self.store.runs.release(h.claim, reason=(
+                self.store.runs.release(claim, reason=(
                     "released: the worker stopped before the run reached a checkpoint"))
             finally:
-                self.executor.leases.release(h.claim)
+                self.executor.leases.release(claim)
 
     def _install_handlers(self) -> dict[int, Any]:
-        def handle(signum: int, _frame: FrameType | None) -> None:
-            log.info("worker %s: received %s, stopping gracefully", self.worker_id,
-                     signal.Signals(signum).name, extra={"action": "worker_signal"})
-            self.request_stop()
+        return install_stop_handlers(self._stop, f"worker {self.worker_id}")
 
-        previous: dict[int, Any] = {}
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            previous[signum] = signal.getsignal(signum)
-            signal.signal(signum, handle)
-        return previous
+
+def install_stop_handlers(stop: threading.Event, who: str) -> dict[int, Any]:
+    """Make SIGTERM and SIGINT set ``stop`` (running runs then end at their next checkpoint
+    and go back to pending); return the handlers they replace, to put back afterwards."""
+    def handle(signum: int, _frame: FrameType | None) -> None:
+        log.info("%s: received %s, stopping gracefully", who, signal.Signals(signum).name,
+                 extra={"action": "stop_signal"})
+        stop.set()
+
+    previous: dict[int, Any] = {}
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        previous[signum] = signal.getsignal(signum)
+        signal.signal(signum, handle)
+    return previous
+
+
+@contextmanager
+def stopping_on_signals(who: str) -> Iterator[threading.Event]:
+    """An Event that SIGTERM and SIGINT set while the block runs (in the main thread)."""
+    stop = threading.Event()
+    previous = install_stop_handlers(stop, who)
+    try:
+        yield stop
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
