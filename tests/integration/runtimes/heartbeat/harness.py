@@ -8,6 +8,7 @@ the test process. Faults are injected in the child, from here: crash points
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import queue
 import time
@@ -61,21 +62,41 @@ class UnguardedRuns(SqlRuns):
         return self._db.transact(work)
 
 
+class Alarms(logging.Handler):
+    """Counts the log records that must not happen in a fault-free run: a claim reported
+    lost, a run reclaimed (nobody died, so no lease may expire)."""
+
+    WATCHED = ("claim_lost", "run_reclaimed", "run_lost")
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.seen: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if getattr(record, "action", None) in self.WATCHED:
+            self.seen.append(record.getMessage())
+
+
 def beat_trials(url: str, index: int, trials: int, barrier: Any, results: Any,
                 guard: bool) -> None:
-    """Beat once per trial, all children released together by ``barrier``; ``guard=False``
-    claims through :class:`UnguardedRuns`."""
-    store = FlowStore(url, auto_upgrade=False, lease_seconds=60)
+    """Beat once per trial, all children released together by ``barrier``, at the default
+    lease; ``guard=False`` claims through :class:`UnguardedRuns`. Each report carries the
+    alarms (lost claims, reclaims) the trial logged."""
+    store = FlowStore(url, auto_upgrade=False)
     if not guard:
         store.runs = UnguardedRuns(store.database, store.settings)
+    alarms = Alarms()
+    logging.getLogger("active_data_flow").addHandler(alarms)
     try:
         for trial in range(trials):
             barrier.wait(timeout=120)
             try:
                 summary = beat(store, worker_id=f"w{index}")
-                results.put((index, trial, len(summary.claimed), None))
+                results.put((index, trial, len(summary.claimed), None, list(alarms.seen)))
             except Exception as exc:  # reported, so the parent fails with the reason
-                results.put((index, trial, 0, f"{type(exc).__name__}: {exc}"))
+                results.put((index, trial, 0, f"{type(exc).__name__}: {exc}",
+                             list(alarms.seen)))
+            alarms.seen.clear()
     finally:
         store.close()
 

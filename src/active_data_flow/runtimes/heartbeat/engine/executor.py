@@ -99,7 +99,18 @@ def _running(context: RunContext) -> Iterator[None]:
 
 
 # -- what a run and a part write -------------------------------------------------------
-class _RunWork:
+class _Ending:
+    """Marks the claim's lease as ending once the work writes its outcome: a renewal that
+    finds the run ended meanwhile then knows it was not taken over."""
+
+    held: Held | None = None
+
+    def _ending(self) -> None:
+        if self.held is not None:
+            self.held.ending.set()
+
+
+class _RunWork(_Ending):
     """A whole run: checkpoints move the flow's cursor; retries happen in this process."""
 
     retries_here = True
@@ -123,14 +134,16 @@ class _RunWork:
 
     def end(self, status: RunStatus, counts: RunCounts, duration_s: float,
             error: BaseException | None = None, code_error: str | None = None) -> RunRecord:
+        self._ending()
         return self.store.runs.finish(self.claim, status, counts, duration_s=duration_s,
                                       error=error, code_error=code_error)
 
     def give_back(self, counts: RunCounts, reason: str) -> RunRecord | None:
+        self._ending()
         return self.store.runs.release(self.claim, counts, reason=reason)
 
 
-class _PartWork:
+class _PartWork(_Ending):
     """One part of a partitioned run: it reads its own range and keeps its own checkpoint;
     a retry gives it back to its queue; the last part to end ends the run."""
 
@@ -155,6 +168,7 @@ class _PartWork:
 
     def end(self, status: RunStatus, counts: RunCounts, duration_s: float,
             error: BaseException | None = None, code_error: str | None = None) -> RunRecord | None:
+        self._ending()
         return self.store.partitions.finish(self.claim, status, counts, duration_s=duration_s,
                                             error=error).run
 
@@ -292,7 +306,7 @@ class Executor:
     def _execute(self, work: _Work, stop: threading.Event | None,
                  runtime: Runtime | None) -> Outcome:
         claim: Claim = work.claim
-        held = self.leases.hold(claim)
+        held = work.held = self.leases.hold(claim)
         try:
             if stop is not None and stop.is_set():
                 return Outcome(work.give_back(work.counts, "released unstarted: the worker "

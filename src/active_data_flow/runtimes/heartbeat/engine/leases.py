@@ -39,10 +39,13 @@ def _key(claim: Claim) -> tuple[str, int]:
 
 @dataclass(eq=False, slots=True)
 class Held:
-    """A claim this process holds. ``lost`` is set once another worker took it over."""
+    """A claim this process holds. ``lost`` is set once another worker took it over;
+    ``ending`` once its executor writes the outcome (finish, release), after which the claim
+    ending is no longer news."""
 
     claim: Claim
     lost: threading.Event = field(default_factory=threading.Event)
+    ending: threading.Event = field(default_factory=threading.Event)
 
 
 class LeaseRenewer:
@@ -133,8 +136,8 @@ class LeaseRenewer:
         lost = set()
         for key in gone:
             entry = held.get(key)
-            if entry is None or not self._still_held(entry[1]):
-                continue  # it ended meanwhile: released, not lost
+            if entry is None or entry[1].ending.is_set() or not self._still_held(entry[1]):
+                continue  # it ended meanwhile, through its own executor: not lost
             lost.add(key)
             if not entry[1].lost.is_set():
                 log.warning("%s: claim lost (taken over by another worker)",
