@@ -30,6 +30,10 @@ import sqlalchemy as sa
 from active_data_flow.runtimes.heartbeat import FlowStore, beat
 from active_data_flow.runtimes.heartbeat.store.models import flows, runs
 
+# The benchmark plays the application: its stored flows use the memory connectors, which
+# specs from the store may use only when allowed (here and in the workers it starts).
+os.environ.setdefault("ADF_UNTRUSTED_CONNECTORS", "memory")
+
 SERVERS = {
     "postgresql": os.environ.get("ADF_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432"),
     "mariadb": os.environ.get("ADF_BENCH_MARIADB", "mysql+pymysql://root@127.0.0.1:3306"),

@@ -26,8 +26,12 @@ from active_data_flow.registry import allow_untrusted_connectors
 # The suite plays the application: its stored flows use the test connectors (memory, the
 # faulty sink, Celery's range source), which are not safe for specs from the web. Tests of
 # the refusal itself ask for ``strict_untrusted``; served engines get ADF_UNTRUSTED_CONNECTORS.
-TEST_CONNECTORS = ("memory", "faulty", "range")
+TEST_CONNECTORS = ("memory", "faulty", "range", "counting_sink", "counting_source",
+                   "test_counted", "test_table", "test_table_failing", "test_table_pausing",
+                   "test_tally")
 allow_untrusted_connectors(*TEST_CONNECTORS)
+# ...and in the processes the tests start (workers, harnesses, served engines).
+os.environ.setdefault("ADF_UNTRUSTED_CONNECTORS", ",".join(TEST_CONNECTORS))
 
 REQUIRE = os.environ.get("ADF_REQUIRE_SERVICES", "").lower() in ("1", "true", "yes")
 

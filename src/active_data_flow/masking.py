@@ -32,11 +32,11 @@ _SECRET_KEY = re.compile(rf"(?:{_SECRET_NAMES})$|secret|token|api[_-]?key|creden
 # whole, not up to its first "@").
 _URL_PASSWORD = re.compile(
     r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@'\"]*:)(?P<password>[^\s'\"]+?)"
-    r"(?=@[^\s@/?#'\"]*(?:[\s/?#'\")\],;]|$))"
+    r"(?=@[^\s@/?#'\"]*(?:[\s/?#'\"]|$))"
 )
 # user:password@host without a scheme (libpq-style, Redis, logs): the same rule.
 _BARE_PASSWORD = re.compile(
-    r"(?P<head>(?<![\w/:.@\-])[A-Za-z_][\w.\-]*:)(?P<password>[^\s'\"/@*][^\s'\"]*?)"
+    r"(?P<head>(?<![\w/:.@\-])[A-Za-z_][\w.\-]*:)(?P<password>[^\s'\"/@][^\s'\"]*)"
     r"(?=@[A-Za-z0-9][\w.\-]*(?::\d+)?(?:[\s/?#'\")\],;]|$))"
 )
 # Credentials of an HTTP Authorization header: ``Bearer abc`` anywhere, ``Basic dXNlcjpw``

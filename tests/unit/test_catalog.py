@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 import textwrap
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path

@@ -115,3 +115,71 @@ def test_a_bad_option_in_the_form_is_shown_next_to_the_form(page: Page) -> None:
     expect(alert).to_contain_text("paht")
     expect(page.locator("#source_config")).to_have_value('{"paht": "typo.jsonl"}')
     shot(page, "form-error")
+
+
+# -- cross-site attempts (issue 12) ------------------------------------------------------
+EVIL_PAGE = """<!doctype html><html><body>
+<form id="form" method="post" action="{target}/api/flows/victim/pause" enctype="text/plain">
+  <input name='{{"x": "' value='"}}'></form>
+<script>
+  fetch("{target}/api/flows/victim/trigger", {{method: "POST", mode: "no-cors",
+        credentials: "include", headers: {{"Content-Type": "text/plain"}}, body: "{{}}"}})
+    .finally(() => {{ document.getElementById("form").submit(); }});
+</script></body></html>"""
+EVIL_FORM = """<!doctype html><html><body>
+<form id="page" method="post" action="{target}/flows/victim/delete">
+  <input name="csrf_token" value="forged"></form>
+<script>document.getElementById("page").submit();</script></body></html>"""
+
+
+@pytest.fixture
+def evil_site(served: Served) -> Iterator[str]:
+    """A page on another origin (localhost, another port) that posts to the engine."""
+    import http.server
+    import threading
+
+    pages = {"/": EVIL_PAGE.format(target=served.url).encode(),
+             "/delete": EVIL_FORM.format(target=served.url).encode()}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(pages.get(self.path, b""))
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://localhost:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+def test_a_logged_in_browser_on_another_site_cannot_change_anything(
+    browser: Browser, served: Served, evil_site: str,
+) -> None:
+    with served.client() as api:
+        assert api.post("/api/flows", json={
+            "name": "victim", "source": {"type": "memory", "config": {"records": []}},
+            "sink": {"type": "memory", "config": {}}}).status_code == 201
+    # The browser holds the engine's credentials, as a logged-in user's would.
+    context = browser.new_context(http_credentials={"username": USER, "password": PASSWORD})
+    victim = context.new_page()
+    victim.goto(f"{served.url}/flows/victim")  # logged in, CSRF cookie set
+    for path in ("", "delete"):
+        attack = context.new_page()
+        attack.goto(evil_site + path)
+        attack.wait_for_timeout(1500)  # the fetch and the form submissions have gone out
+    context.close()
+    with served.client() as api:
+        flow = api.get("/api/flows/victim")
+        assert flow.status_code == 200  # not deleted
+        assert flow.json()["status"] == "active"  # not paused
+        assert api.get("/api/flows/victim/runs").json()["total"] == 0  # not triggered
+    refusals = served.log.read_text()
+    assert "cross-site request refused" in refusals

@@ -109,11 +109,19 @@ _LIVE = _in("status", LIVE_STATUSES)
 
 _Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite autoincrements INTEGER only
 
+
+def _name() -> sa.types.TypeEngine[str]:
+    """A flow's name: compared byte for byte on every database (MariaDB's default collation
+    would make ``CaseFlow`` and ``caseflow`` one name)."""
+    binary = mysql.VARCHAR(200, charset="utf8mb4", collation="utf8mb4_bin")
+    return sa.String(200).with_variant(binary, "mysql", "mariadb")
+
+
 flows = sa.Table(
     "adf_flows",
     metadata,
     sa.Column("id", _Id, primary_key=True, autoincrement=True),
-    sa.Column("name", sa.String(200), nullable=False, unique=True),
+    sa.Column("name", _name(), nullable=False, unique=True),
     # "code": a DataFlow subclass in the application; "spec": created from a JSON spec.
     sa.Column("origin", sa.String(8), nullable=False),
     sa.Column("status", sa.String(16), nullable=False, server_default=FlowStatus.ACTIVE.value),
@@ -196,7 +204,7 @@ dead_letters = sa.Table(
     "adf_dead_letters",
     metadata,
     sa.Column("id", _Id, primary_key=True, autoincrement=True),
-    sa.Column("flow", sa.String(200), nullable=False),
+    sa.Column("flow", _name(), nullable=False),
     sa.Column("run_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
     sa.Column("position", _json(), nullable=True),
     sa.Column("error_type", sa.String(200), nullable=True),
