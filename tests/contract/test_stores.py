@@ -1499,7 +1499,7 @@ def test_metrics_gauge_flows_runs_and_the_last_heartbeat(store: Store, clock: Cl
 
 def test_a_store_tells_the_time_of_its_clock(store: Store, clock: Clock) -> None:
     assert store.now() == T0
-    assert (store.lease_seconds, store.renew_seconds) == (LEASE, LEASE / 4)
+    assert (store.lease_seconds, store.renew_seconds) == (LEASE, LEASE / 5)
     assert not store.shares_database_with(object())
 
 

@@ -131,5 +131,11 @@ def wait_run(store: FlowStore, run_id: int, timeout: float = 60) -> RunRecord:
         run = store.get_run(run_id)
         return run if run.ended_at is not None else None
 
-    record: RunRecord = wait_for(ended, timeout, f"run {run_id} to end", interval=0.2)
+    try:
+        record: RunRecord = wait_for(ended, timeout, f"run {run_id} to end", interval=0.2)
+    except AssertionError as exc:
+        run = store.get_run(run_id)
+        parts = [(p.index, p.status, p.attempt, p.error) for p in store.list_partitions(run_id)]
+        raise AssertionError(f"{exc}: it is {run.status} (attempt {run.attempt}, worker "
+                             f"{run.worker_id}, error {run.error!r}), parts {parts}") from None
     return record

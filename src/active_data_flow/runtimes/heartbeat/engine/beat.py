@@ -137,13 +137,22 @@ def _beat(store: Store, executor: Executor, worker_id: str, background: Backgrou
     reclaimed = store.runs.reclaim_expired()
     context = _Dispatch(executor, background is not None)
     if background is not None:
-        records = _claim_and_dispatch(store, executor, context, worker_id,
-                                      _cap(limit, background.capacity()))
-        for claim, runtime in context.here:
-            background.submit(claim, runtime)
+        records = []
+        free = background.capacity()
+        while free > 0 and _left(limit, context) != 0:
+            before, started = len(context.claimed), len(context.here)
+            settled = _claim_and_dispatch(store, executor, context, worker_id,
+                                          _cap(_left(limit, context), free), started_at)
+            records += settled
+            if len(context.claimed) == before or _released(settled):
+                break  # nothing more is due, or a dispatch failed: the next beat retries
+            for claim, runtime in context.here[started:]:
+                background.submit(claim, runtime)
+            free -= len(context.here) - started  # runs handed elsewhere take no slot here
         claimed = context.claimed
     else:
-        records = _run_due(store, executor, context, worker_id, limit, concurrency, stop)
+        records = _run_due(store, executor, context, worker_id, limit, concurrency, stop,
+                           started_at)
         claimed = context.claimed
     try:
         store.workers.record_beat(worker_id, len(claimed))
@@ -169,13 +178,23 @@ def _cap(limit: int | None, capacity: int) -> int:
     return capacity if limit is None else min(limit, capacity)
 
 
+def _left(limit: int | None, context: _Dispatch) -> int | None:
+    """How many more runs this beat may claim (None: no limit)."""
+    return None if limit is None else max(0, limit - len(context.claimed))
+
+
+def _released(records: list[RunRecord]) -> bool:
+    """Whether any of these settled runs was handed back (pending) after a failed dispatch."""
+    return any(r.status == RunStatus.PENDING for r in records)
+
+
 def _claim_and_dispatch(store: Store, executor: Executor, context: _Dispatch, worker_id: str,
-                        limit: int) -> list[RunRecord]:
-    """Claim at most ``limit`` due runs and hand each to its runtime; the records of runs
-    settled here (not even dispatchable)."""
+                        limit: int, due_by: datetime) -> list[RunRecord]:
+    """Claim at most ``limit`` runs due by ``due_by`` and hand each to its runtime; the
+    records of runs settled here (not even dispatchable)."""
     if limit <= 0:
         return []
-    claims = store.runs.claim_due(worker_id, limit=limit)
+    claims = store.runs.claim_due(worker_id, limit=limit, due_by=due_by)
     for claim in claims:
         executor.leases.hold(claim)
         context.claimed.append(claim.run_id)
@@ -184,24 +203,30 @@ def _claim_and_dispatch(store: Store, executor: Executor, context: _Dispatch, wo
 
 def _run_due(store: Store, executor: Executor, context: _Dispatch, worker_id: str,
              limit: int | None, concurrency: int, stop: threading.Event | None,
-             ) -> list[RunRecord]:
-    """Run every due run to its end, ``concurrency`` at a time, claiming only as many as can
-    start now and more as slots free (a worker never holds runs it cannot run: if it dies,
-    it strands only the runs it was executing)."""
+             due_by: datetime) -> list[RunRecord]:
+    """Run every run due when the beat started to its end, ``concurrency`` at a time,
+    claiming only as many as can start now and more as slots free (a worker never holds runs
+    it cannot run: if it dies, it strands only the runs it was executing). Runs that become
+    due during the beat (a chained flow, a 1-second schedule) wait for the next beat, so a
+    beat always ends."""
     slots = max(1, concurrency)
     pool = _DaemonPool(executor, slots, stop)
     records: list[RunRecord] = []
+    exhausted = False  # nothing more was due when last asked
     while True:
-        left = None if limit is None else limit - len(context.claimed)
-        if (stop is None or not stop.is_set()) and (left is None or left > 0):
-            started = len(context.here)
-            records += _claim_and_dispatch(store, executor, context, worker_id,
-                                           _cap(left, slots - pool.busy))
-            new = context.here[started:]
-            for claim, runtime in new:
+        left = _left(limit, context)
+        if not exhausted and (stop is None or not stop.is_set()) and left != 0:
+            before, started = len(context.claimed), len(context.here)
+            settled = _claim_and_dispatch(store, executor, context, worker_id,
+                                          _cap(left, slots - pool.busy), due_by)
+            records += settled
+            # A run whose dispatch failed is pending again and still due: the next beat
+            # retries it rather than this one claiming it over and over.
+            exhausted = len(context.claimed) == before or _released(settled)
+            for claim, runtime in context.here[started:]:
                 pool.start(claim, runtime)
-            if new and pool.busy < slots:
-                continue  # there may be more due runs: claim them while slots are free
+            if not exhausted and pool.busy < slots:
+                continue  # more may be due (runs handed elsewhere take no slot here)
         if not pool.busy:
             break
         records += pool.wait_any()
@@ -310,9 +335,10 @@ class BackgroundRuns:
         self._registered = False
 
     def capacity(self) -> int:
-        """How many more runs can start now (a beat claims no more than this)."""
+        """How many more runs can start now (a beat claims no more than this; none once
+        shut down)."""
         with self._idle:
-            return max(0, self.threads - self._pending)
+            return 0 if self.stop.is_set() else max(0, self.threads - self._pending)
 
     def submit(self, claim: ClaimedRun, runtime: Runtime | None = None) -> None:
         """Execute ``claim`` in a background thread."""

@@ -348,9 +348,10 @@ class RunRepository(Protocol):
     once a run was reclaimed or released, the former holder's writes change nothing and
     raise :class:`~active_data_flow.errors.RunClaimLost`."""
 
-    def claim_due(self, worker_id: str, *, limit: int | None = None) -> list[ClaimedRun]:
+    def claim_due(self, worker_id: str, *, limit: int | None = None,
+                  due_by: datetime | None = None) -> list[ClaimedRun]:
         """Claim due pending runs, oldest due first: each exactly once, however many
-        callers."""
+        callers. ``due_by``: only runs due by then (and by now)."""
         ...
 
     def claim(self, run_id: int, worker_id: str) -> ClaimedRun | None:

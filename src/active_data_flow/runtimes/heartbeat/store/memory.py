@@ -401,11 +401,13 @@ class _Runs(_Repository):
                           attempt=run["attempt"], trigger=run["trigger"], cursor=flow.cursor,
                           counts=RunCounts(*(run[c] for c in _COUNTS)))
 
-    def claim_due(self, worker_id: str, *, limit: int | None = None) -> list[ClaimedRun]:
+    def claim_due(self, worker_id: str, *, limit: int | None = None,
+                  due_by: datetime | None = None) -> list[ClaimedRun]:
         with self._t.lock:
             now = self.now()
+            cutoff = now if due_by is None else min(now, due_by)
             due = sorted((r for r in self._t.runs.values()
-                          if r["status"] == _PENDING and r["due_at"] <= now),
+                          if r["status"] == _PENDING and r["due_at"] <= cutoff),
                          key=lambda r: (r["due_at"], r["id"]))[:limit]
             token = uuid.uuid4().hex
             for run in due:

@@ -63,13 +63,16 @@ class SqlRuns(SqlRepository):
     """The runs repository on a SQL database (see :class:`~.base.RunRepository`)."""
 
     # -- claiming ------------------------------------------------------------------------
-    def claim_due(self, worker_id: str, *, limit: int | None = None) -> list[ClaimedRun]:
+    def claim_due(self, worker_id: str, *, limit: int | None = None,
+                  due_by: datetime | None = None) -> list[ClaimedRun]:
         """PostgreSQL and MariaDB lock the due rows with ``FOR UPDATE SKIP LOCKED`` (a
         concurrent caller takes the others); SQLite serialises callers with an immediate
         transaction. Either way the update is guarded on ``status = 'pending'``."""
         def work(conn: Connection) -> list[ClaimedRun]:
             now = self.now()
-            query = (sa.select(runs.c.id).where(runs.c.status == _PENDING, runs.c.due_at <= now)
+            cutoff = now if due_by is None else min(now, due_by)
+            query = (sa.select(runs.c.id).where(runs.c.status == _PENDING,
+                                                runs.c.due_at <= cutoff)
                      .order_by(runs.c.due_at, runs.c.id).with_for_update(skip_locked=True))
             if limit is not None:
                 query = query.limit(limit)
@@ -181,8 +184,9 @@ class SqlRuns(SqlRepository):
             ).values(heartbeat_at=now, lease_expires_at=self._settings.lease_until(now)))
             if changed.rowcount == len(claims):
                 return set()
-            held = set(conn.execute(sa.select(runs.c.id, runs.c.claim_token).where(
-                runs.c.id.in_(ids), runs.c.status == _RUNNING)).tuples())
+            held = {(row.id, row.claim_token) for row in conn.execute(
+                sa.select(runs.c.id, runs.c.claim_token).where(
+                    runs.c.id.in_(ids), runs.c.status == _RUNNING))}
             return {c.run_id for c in claims if (c.run_id, c.token) not in held}
 
         return self._db.transact(work)

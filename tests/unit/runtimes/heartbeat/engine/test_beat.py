@@ -212,9 +212,11 @@ def test_runs_claimed_after_a_shutdown_are_given_back(
     store.create_flow(spec("late", rows(1), sink, interval=60))
     background.shutdown(timeout=WAIT)
 
-    [run_id] = beat(store, background=background).claimed
+    assert beat(store, background=background).claimed == []  # no capacity once shut down
+    [claim] = store.runs.claim_due("racer")  # claimed by a beat that raced the shutdown
+    background.submit(claim)
 
-    run = store.get_run(run_id)
+    run = store.get_run(claim.run_id)
     assert (run.status, run.error) == ("pending", "released: background runs are shut down")
     assert written(sink) == []
 
@@ -256,6 +258,23 @@ def test_a_beat_claims_only_the_runs_it_can_start(
     # One slot: the second run is claimed once the first has ended, never held waiting.
     assert held == [[summary.claimed[0]], [summary.claimed[1]]]
     assert executor.leases.held() == []
+
+
+def test_a_beat_ends_even_when_runs_keep_falling_due(
+    store: MemoryStore, executor: Executor, flows: FlowCatalog, clock: Clock, sink: str
+) -> None:
+    def transform(_flow: DataFlow, message: Message) -> Any:
+        clock.advance(1)
+        store.trigger("f0")  # every run asks for another run right after it
+        return message
+
+    code_flows(store, flows, sink, transform, 1)
+
+    summary = beat(store, executor=executor)
+
+    # Only what was due when the beat started runs; the rerun waits for the next beat.
+    assert len(summary.succeeded) == 1
+    assert len(beat(store, executor=executor).succeeded) == 1
 
 
 # -- dispatch ---------------------------------------------------------------------------
