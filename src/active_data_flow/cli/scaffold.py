@@ -18,8 +18,9 @@ __all__ = ["init", "new"]
 FLOW_TEMPLATE = '''\
 """{title}: a data flow. Fill in the source, the sink and the transform.
 
-Run it now:            adf run {name}
-Register it:           adf sync         (heartbeats then run it on its schedule)
+1. Register it:         adf sync         (heartbeats then run it on its schedule)
+2. Run it now:          adf run {name}
+   (or, without the flow store: adf run {path}:{class_name})
 Docs:                  https://github.com/active-data-flow/active-data-flow-python/tree/main/docs
 """
 
@@ -149,10 +150,16 @@ def new_flow(name: str, folder: str | None, force: bool) -> None:
     target = Path(folder or _default_folder())
     path = target / f"{module}.py"
     title = module.replace("_", " ").capitalize()
-    if not _write(path, FLOW_TEMPLATE.format(title=title, name=module, class_name=class_name),
-                  force):
+    text = FLOW_TEMPLATE.format(title=title, name=module, class_name=class_name,
+                                path=path.as_posix())
+    if not _write(path, text, force):
         raise SystemExit(1)
-    console.print(f"flow [bold]{module}[/bold] ({class_name}) — edit {path}, then `adf sync`")
+    console.print(f"flow [bold]{module}[/bold] ({class_name}): edit {path}, then\n"
+                  "  1. [bold]adf sync[/bold]            register it in the flow store\n"
+                  f"  2. [bold]adf run {module}[/bold]   run it now (recorded, like a "
+                  "scheduled run)\n"
+                  "  3. [bold]adf worker[/bold]          run it on its schedule",
+                  highlight=False)
 
 
 def _default_folder() -> str:

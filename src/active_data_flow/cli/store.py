@@ -212,17 +212,19 @@ def list_flows(status: str | None, search: str | None, limit: int, offset: int) 
 
 
 @click.command()
-@click.argument("flow")
+@click.argument("flow", required=False)
 @click.option("--status", type=click.Choice(
     ["pending", "running", "succeeded", "failed", "cancelled"]))
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10_000))
 @click.option("--errors", "show_errors", is_flag=True, help="Print the traceback of failed runs.")
-def runs(flow: str, status: str | None, limit: int, show_errors: bool) -> None:
-    """Show the latest runs of FLOW, newest first."""
+def runs(flow: str | None, status: str | None, limit: int, show_errors: bool) -> None:
+    """Show the latest runs of FLOW (default: of every flow), newest first."""
     with open_store() as store:
-        store.get_flow(flow)
+        if flow is not None:
+            store.get_flow(flow)
         page = store.list_runs(flow=flow, status=status, offset=0, limit=limit)
-    console.print(runs_table(page.items, title=f"Runs of {flow} ({page.total})"))
+    title = f"Runs of {flow} ({page.total})" if flow else f"Runs of every flow ({page.total})"
+    console.print(runs_table(page.items, title=title, show_flow=flow is None))
     if show_errors:
         for run in page.items:
             if run.traceback:
@@ -230,9 +232,12 @@ def runs(flow: str, status: str | None, limit: int, show_errors: bool) -> None:
                 console.print(run.traceback, highlight=False, markup=False)
 
 
-def runs_table(items: Any, title: str) -> Table:
-    """A table of run records (fits 80 columns; errors fold)."""
+def runs_table(items: Any, title: str, *, show_flow: bool = False) -> Table:
+    """A table of run records (fits 80 columns; errors fold); ``show_flow`` adds a column
+    naming each run's flow (for listings of several flows)."""
     table = Table(title=title, title_justify="left")
+    if show_flow:
+        table.add_column("flow", overflow="fold")
     table.add_column("run", justify="right", no_wrap=True)
     table.add_column("status", no_wrap=True)
     table.add_column("trigger", no_wrap=True)
@@ -246,8 +251,10 @@ def runs_table(items: Any, title: str) -> Table:
         note = f"[red]{_short(r.error)}[/red]" if r.error else f"[dim]{r.worker_id or ''}[/dim]"
         if r.skipped:
             note = f"{r.skipped:,} skipped · " + note
+        started = when(r.started_at) if r.started_at else f"due {when(r.due_at)}"
         table.add_row(
-            str(r.id), styled(r.status), r.trigger, when(r.started_at or r.due_at),
+            *([f"[bold]{r.flow}[/bold]"] if show_flow else []),
+            str(r.id), styled(r.status), r.trigger, started,
             f"{r.duration_s:.2f}s" if r.duration_s is not None else "-",
             f"{r.read:,}", f"{r.written:,}",
             f"[red]{r.failed:,}[/red]" if r.failed else "0", note,
