@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -39,6 +40,8 @@ __all__ = [
     "sync",
     "worker",
 ]
+
+log = logging.getLogger("active_data_flow.cli.worker")
 
 STATUS_STYLE = {
     "succeeded": "green", "failed": "bold red", "running": "cyan", "pending": "yellow",
@@ -283,17 +286,20 @@ def resume(flow: str) -> None:
 
 
 # -- heartbeats ---------------------------------------------------------------------------------
-def print_beat(summary: BeatSummary) -> None:
-    """A heartbeat's summary: what it claimed and how each run ended."""
+def beat_text(summary: BeatSummary) -> str:
+    """A heartbeat's counts on one line: ``claimed 1, succeeded 1, failed 0 in 0.12s``."""
     counts = (f"claimed {len(summary.claimed)}, succeeded {len(summary.succeeded)}, "
               f"failed {len(summary.failed)}")
     extra = [f"{label} {len(ids)}" for label, ids in (
         ("reclaimed", summary.reclaimed), ("interrupted", summary.interrupted),
         ("lost", summary.lost), ("dispatched", summary.dispatched)) if ids]
+    return counts + (f", {', '.join(extra)}" if extra else "") + f" in {summary.duration_s:.2f}s"
+
+
+def print_beat(summary: BeatSummary) -> None:
+    """A heartbeat's summary: what it claimed and how each run ended."""
     style = "red" if summary.failed else "green"
-    console.print(f"[{style}]heartbeat[/] {summary.worker_id}: {counts}"
-                  + (f", {', '.join(extra)}" if extra else "")
-                  + f" in {summary.duration_s:.2f}s")
+    console.print(f"[{style}]heartbeat[/] {summary.worker_id}: {beat_text(summary)}")
     if summary.runs:
         console.print(beat_table(summary.runs))
 
@@ -341,27 +347,37 @@ def heartbeat(limit: int | None, concurrency: int, lease_seconds: float | None) 
               help="Runs executed at once within a beat.")
 @click.option("--shutdown-timeout", default=30.0, show_default=True, type=click.FloatRange(0),
               help="Seconds a stop (SIGTERM, Ctrl-C) waits for running runs to checkpoint.")
-@click.option("--quiet", is_flag=True, help="Print only beats that claimed something.")
+@click.option("--quiet", is_flag=True, help="Log only warnings and errors (failed runs).")
 @click.option("--lease-seconds", type=click.FloatRange(0.5, 86_400), help=LEASE_HELP)
 def worker(interval: float, concurrency: int, shutdown_timeout: float, quiet: bool,
            lease_seconds: float | None) -> None:
     """Beat every INTERVAL seconds until SIGTERM or Ctrl-C (for hosts without cron).
 
+    Logs (to stderr, with timestamps; see --log-format) each run it starts and ends and
+    each beat that did something; a beat with nothing to do is logged at debug level (-vv).
     On a stop signal, running runs finish their current batch and go back to pending
     (or succeed), so no run is left running; a second signal is not needed.
     """
+    from active_data_flow.cli._logs import long_running
     from active_data_flow.runtimes.heartbeat import Worker
 
+    long_running()
+    if quiet:
+        logging.getLogger().setLevel(logging.WARNING)
+
     def on_beat(summary: BeatSummary) -> None:
-        if summary.claimed or summary.reclaimed or not quiet:
-            print_beat(summary)
+        busy = summary.claimed or summary.reclaimed or summary.failed or summary.lost
+        level = (logging.WARNING if summary.failed else logging.INFO) if busy else logging.DEBUG
+        log.log(level, "heartbeat %s: %s", summary.worker_id, beat_text(summary),
+                extra={"action": "beat"})
 
     with open_store(lease_seconds=lease_seconds) as store:
         loop = Worker(store, interval=interval, concurrency=concurrency,
                       shutdown_timeout=shutdown_timeout, on_beat=on_beat)
-        console.print(f"worker {loop.worker_id} beating every {interval:g}s on {store.url} "
-                      "(Ctrl-C to stop)")
+        log.info("worker %s beating every %ss on %s (Ctrl-C to stop)", loop.worker_id,
+                 f"{interval:g}", store.url, extra={"action": "worker_start"})
         clean = loop.run(install_signal_handlers=True)
-    console.print(f"worker stopped after {loop.beats} beat(s)"
-                  + ("" if clean else " [yellow](runs still active at the timeout)[/yellow]"))
+    log.log(logging.INFO if clean else logging.WARNING, "worker stopped after %d beat(s)%s",
+            loop.beats, "" if clean else " (runs still active at the timeout)",
+            extra={"action": "worker_stop"})
     sys.exit(0 if clean else 1)
