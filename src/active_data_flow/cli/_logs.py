@@ -52,7 +52,8 @@ def _run_of(record: logging.LogRecord) -> tuple[Any, Any]:
     flow, run_id = getattr(record, "flow", None), getattr(record, "run_id", None)
     if flow is None or run_id is None:
         executor = sys.modules.get("active_data_flow.runtimes.heartbeat.engine.executor")
-        current = executor.current_run() if executor is not None else None
+        current_run = getattr(executor, "current_run", None)  # None while it is imported
+        current = current_run() if current_run is not None else None
         if current is not None:
             flow = flow if flow is not None else current.flow
             run_id = run_id if run_id is not None else current.run_id
@@ -122,6 +123,10 @@ def setup_logging(verbose: int = 0, log_format: str | None = None) -> None:
     handler.addFilter(MaskingFilter())
     root.addHandler(handler)
     root.setLevel(level_name or default)
+    # Alembic announces each of its plugins at info level on every start: debug detail.
+    debug = root.getEffectiveLevel() <= logging.DEBUG
+    logging.getLogger("alembic.runtime.plugins").setLevel(
+        logging.NOTSET if debug else logging.WARNING)
 
 
 def long_running() -> None:

@@ -80,13 +80,15 @@ def styled(status: str | None) -> str:
 
 
 def when(moment: datetime | None) -> str:
-    """A timestamp relative to now (``in 4m``, ``2h ago``), in UTC."""
+    """A timestamp relative to now (``in 4m``, ``2h ago``, ``now``), in UTC."""
     if moment is None:
         return "[dim]-[/dim]"
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     seconds = (moment - datetime.now(UTC)).total_seconds()
     span = abs(seconds)
+    if span < 1:
+        return "now"
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if span >= size:
             text = f"{span / size:.0f}{unit}"
