@@ -308,3 +308,27 @@ def test_throughput_and_csv_datetimes_read_alike(local_project: Project,
     rows = (tmp_path / "out" / "export.csv").read_text().splitlines()
     assert rows[:2] == ["id,at,day,utc",
                         "0,2026-01-02T03:04:05,2026-01-02,2026-01-02T03:04:05+00:00"]
+
+
+def test_the_web_process_logs_the_runs_it_starts_and_ends(
+        tmp_path: Path, sqlite_url: str) -> None:
+    from tests.acceptance.web.conftest import serve
+    from tests.integration.web.conftest import memory_spec, wait_for
+
+    server = serve(sqlite_url, tmp_path, "--heartbeat-every", "0.5")
+    served = next(server)
+    try:
+        with served.client() as client:
+            client.post("/api/flows", json=memory_spec("web_logged"))
+            run = client.post("/api/flows/web_logged/trigger").json()
+            wait_for(lambda: client.get(f"/api/runs/{run['id']}").json()["status"]
+                     == "succeeded", what="the run to succeed")
+        wait_for(lambda: "succeeded" in served.log.read_text(), what="the log line")
+    finally:
+        server.close()
+    stamp = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z INFO \S+: "
+    log = served.log.read_text()
+    assert re.search(stamp + rf"run {run['id']} of web_logged started \(trigger manual", log,
+                     re.M), log
+    assert re.search(stamp + rf"run {run['id']} of web_logged succeeded: read 3, written 3",
+                     log, re.M), log
