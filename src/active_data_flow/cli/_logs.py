@@ -31,7 +31,14 @@ import click
 
 from active_data_flow.masking import MaskingFilter
 
-__all__ = ["FORMATS", "JsonFormatter", "TextFormatter", "long_running", "setup_logging"]
+__all__ = [
+    "FORMATS",
+    "JsonFormatter",
+    "TextFormatter",
+    "long_running",
+    "outcomes_printed",
+    "setup_logging",
+]
 
 #: The values of ``--log-format`` / ``ADF_LOG_FORMAT``.
 FORMATS = ("text", "json")
@@ -123,6 +130,7 @@ def setup_logging(verbose: int = 0, log_format: str | None = None) -> None:
     handler.addFilter(MaskingFilter())
     root.addHandler(handler)
     root.setLevel(level_name or default)
+    logging.getLogger(RUNS_LOGGER).setLevel(logging.NOTSET)
     # Alembic announces each of its plugins at info level on every start: debug detail.
     debug = root.getEffectiveLevel() <= logging.DEBUG
     logging.getLogger("alembic.runtime.plugins").setLevel(
@@ -134,3 +142,15 @@ def long_running() -> None:
     (``-v``, ``ADF_LOG_LEVEL``), so runs started and finished are visible."""
     if not _state["explicit"]:
         logging.getLogger().setLevel(logging.INFO)
+
+
+#: The logger of the executor's one line per run started and ended.
+RUNS_LOGGER = "active_data_flow.runtimes.heartbeat.engine.executor"
+
+
+def outcomes_printed() -> None:
+    """For commands that print each run's outcome themselves (``adf run FLOW``,
+    ``adf heartbeat``): the executor's line about a failed run would say it twice, so it is
+    left out unless the user chose a level (``-v``, ``ADF_LOG_LEVEL``)."""
+    if not _state["explicit"]:
+        logging.getLogger(RUNS_LOGGER).setLevel(logging.ERROR)

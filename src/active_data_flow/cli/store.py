@@ -332,9 +332,11 @@ def heartbeat(limit: int | None, concurrency: int, lease_seconds: float | None) 
     run is claimed exactly once. On SIGTERM or Ctrl-C, running runs stop at their next
     checkpoint and go back to pending. Exits 1 when a run failed.
     """
+    from active_data_flow.cli._logs import outcomes_printed
     from active_data_flow.runtimes.heartbeat import beat
     from active_data_flow.runtimes.heartbeat.engine.worker import stopping_on_signals
 
+    outcomes_printed()
     with open_store(lease_seconds=lease_seconds) as store, \
             stopping_on_signals("adf heartbeat") as stop:
         summary = beat(store, limit=limit, concurrency=concurrency, stop=stop)

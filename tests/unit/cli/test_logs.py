@@ -92,3 +92,19 @@ def test_a_bad_setting_is_named(monkeypatch: pytest.MonkeyPatch, variable: str, 
         setup_logging(0)
     assert value.upper() in caught.value.format_message().upper()
     assert named in str(caught.value.param_hint)
+
+
+def test_commands_that_print_outcomes_do_not_log_them_twice(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from active_data_flow.cli._logs import RUNS_LOGGER, outcomes_printed
+
+    monkeypatch.delenv("ADF_LOG_LEVEL", raising=False)
+    runs = logging.getLogger(RUNS_LOGGER)
+    setup_logging(0)
+    outcomes_printed()
+    assert not runs.isEnabledFor(logging.WARNING)
+    setup_logging(1)  # -v: the user asked for the log lines
+    outcomes_printed()
+    assert runs.isEnabledFor(logging.INFO)
+    setup_logging(0)  # each command starts from the default
+    assert runs.level == logging.NOTSET
