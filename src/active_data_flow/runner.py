@@ -23,7 +23,7 @@ from active_data_flow.errors import FlowRunError, RecordRejected, error_type
 from active_data_flow.message import Message, Untyped, as_record, record_key
 
 if TYPE_CHECKING:
-    from active_data_flow.flow import DataFlow
+    from active_data_flow.flow import DataFlow, FlowSpec
     from active_data_flow.runtime import Runtime
 
 __all__ = ["Checkpoint", "RunResult", "Runner", "call_hook", "dead_letter"]
@@ -375,7 +375,7 @@ class Runner:
             dead.write(dead_letter(flow.spec.name, message, error))
 
 
-def _log_failures(spec: Any, tally: _Tally) -> None:
+def _log_failures(spec: FlowSpec, tally: _Tally) -> None:
     """One warning per committed batch that skipped or dead-lettered messages (each one is
     logged at debug level)."""
     if not tally.batch_failed:

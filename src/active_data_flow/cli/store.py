@@ -2,7 +2,8 @@
 
 ``db`` (migrations), ``sync``, ``list``, ``runs``, ``heartbeat``, ``worker``, ``pause``,
 ``resume``, ``init`` and ``new flow``; ``adf run FLOW`` (a stored flow) lives in
-:mod:`.run`. The store's database is ``ADF_DATABASE_URL`` (or ``adf.toml``, see
+:mod:`.run`, ``trigger`` and ``cursor`` in :mod:`.flow_ops`, ``dead-letters`` in
+:mod:`.dead_letters`. The store's database is ``ADF_DATABASE_URL`` (or ``adf.toml``, see
 :mod:`.config`), the code-defined flows are loaded from ``ADF_FLOWS``.
 """
 
