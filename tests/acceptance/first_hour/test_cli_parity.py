@@ -324,6 +324,10 @@ def test_the_web_process_logs_the_runs_it_starts_and_ends(
             wait_for(lambda: client.get(f"/api/runs/{run['id']}").json()["status"]
                      == "succeeded", what="the run to succeed")
         wait_for(lambda: "succeeded" in served.log.read_text(), what="the log line")
+        with served.client() as client:  # throughput reads like the counts next to it
+            for page in (f"/runs/{run['id']}", "/"):
+                html = client.get(page).text
+                assert re.search(r">\d{1,3}(,\d{3})* rows/s<", html), page
     finally:
         server.close()
     stamp = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z INFO \S+: "
