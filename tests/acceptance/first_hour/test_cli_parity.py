@@ -336,3 +336,21 @@ def test_the_web_process_logs_the_runs_it_starts_and_ends(
                      re.M), log
     assert re.search(stamp + rf"run {run['id']} of web_logged succeeded: read 3, written 3",
                      log, re.M), log
+
+
+def test_adf_toml_and_the_environment_choose_json_logs(local_project: Project) -> None:
+    project = local_project
+    config = project.root / "adf.toml"
+    config.write_text(config.read_text() + 'log_format = "json"\n')
+    project.adf("trigger", "seed_flow")
+    beat = project.adf("-v", "heartbeat", code=1)  # half_way fails, as in every beat here
+    ended = {e["flow"]: e["action"] for e in json_lines(beat.stderr) if "flow" in e
+             and str(e.get("action", "")).startswith("run_") and e["action"] != "run_start"}
+    assert ended == {"seed_flow": "run_succeeded", "orders": "run_succeeded",
+                     "half_way": "run_failed"}
+    # The command line wins over adf.toml.
+    project.adf("trigger", "seed_flow")
+    text = project.adf("-v", "--log-format", "text", "heartbeat").stderr
+    assert re.search(r"Z INFO \S+: run \d+ of seed_flow succeeded", text), text
+    bad = project.adf("--log-format", "yaml", "list", code=2)
+    assert "'yaml' is not one of 'text', 'json'" in bad.stderr
