@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import logging
 import os
 import pkgutil
@@ -434,11 +435,22 @@ def import_flow_class(target: str) -> type[DataFlow]:
         raise ConfigurationError(f"module {module_name!r} has no attribute {attr!r}",
                                  option="target")
     if not (isinstance(obj, type) and issubclass(obj, DataFlow)):
-        kind = f"class {obj.__name__}" if isinstance(obj, type) else type(obj).__name__
         raise ConfigurationError(
-            f"{target!r} is a {kind}, not a DataFlow subclass (a flow class derives from "
-            "active_data_flow.DataFlow)", option="target")
+            f"{target} is not a DataFlow subclass ({_kind_of(obj)}; a flow class derives "
+            "from active_data_flow.DataFlow)", option="target")
     return obj
+
+
+def _kind_of(obj: object) -> str:
+    """What ``obj`` is, in words: ``it is a class``, ``it is a function``, ``it is a str``."""
+    if isinstance(obj, type):
+        return "it is another class"
+    if inspect.isfunction(obj) or inspect.ismethod(obj):
+        return "it is a function"
+    if inspect.ismodule(obj):
+        return "it is a module"
+    name = type(obj).__name__
+    return f"it is {'an' if name[:1].lower() in 'aeiou' else 'a'} {name} object"
 
 
 #: The process-wide catalog of code-defined flows.

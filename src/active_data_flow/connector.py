@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict
 from pydantic_core import PydanticCustomError
 
 from active_data_flow.errors import ConfigurationError, RecordRejected
-from active_data_flow.message import Message
+from active_data_flow.message import Message, Untyped
 from active_data_flow.registry import connector_class, specs_trusted, untrusted_allowed
 
 __all__ = [
@@ -234,7 +234,7 @@ class Source(Connector):
                 "or give each() a `cursor=None` parameter and honour it)",
                 option="cursor",
             )
-        return iter(self.each())
+        return _from_the_start(self.each())
 
     def __iter__(self) -> Iterator[Message]:
         return self.read()
@@ -257,6 +257,17 @@ class Source(Connector):
         """
         check_parts(parts)
         return [Partition(self.clone(), cursor)]
+
+
+def _from_the_start(messages: Iterable[Any]) -> Iterator[Message]:
+    """The messages of a source that cannot resume: positions cleared (nothing could resume
+    from them, so no cursor is saved), plain mappings made messages."""
+    for message in messages:
+        if isinstance(message, Message):
+            message.position = None
+            yield message
+        else:
+            yield Untyped(message)
 
 
 def _takes_cursor(each: Any) -> bool:

@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 from active_data_flow.connector import Sink, Source
 from active_data_flow.errors import FlowRunError, RecordRejected, error_type
-from active_data_flow.message import Message, Untyped, as_record
+from active_data_flow.message import Message, Untyped, as_record, record_key
 
 if TYPE_CHECKING:
-    from active_data_flow.flow import DataFlow
+    from active_data_flow.flow import DataFlow, FlowSpec
     from active_data_flow.runtime import Runtime
 
 __all__ = ["Checkpoint", "RunResult", "Runner", "call_hook", "dead_letter"]
@@ -105,11 +105,13 @@ class Checkpoint:
 class _Tally:
     """Running counts of one run (mutable; frozen into a RunResult on demand)."""
 
-    __slots__ = ("batches", "cursor", "failed", "in_flight", "read", "skipped", "started",
-                 "total", "written")
+    __slots__ = ("batch_failed", "batches", "cursor", "failed", "first_failure", "in_flight",
+                 "read", "skipped", "started", "total", "written")
 
     def __init__(self, cursor: Any) -> None:
         self.read = self.written = self.skipped = self.failed = self.batches = 0
+        self.batch_failed = 0  # skipped/dead-lettered in the batch being built
+        self.first_failure = ""
         self.in_flight = 0  # read in the batch being built, not yet committed
         self.cursor = cursor
         self.total: int | None = None
@@ -123,6 +125,13 @@ class _Tally:
             batches=self.batches, interrupted=interrupted, total=self.total,
             uncommitted=self.in_flight,
         )
+
+    def note_failure(self, what: str) -> None:
+        """Count one message skipped or dead-lettered (summarised once per batch)."""
+        self.failed += 1
+        self.batch_failed += 1
+        if self.batch_failed == 1:
+            self.first_failure = what
 
     def after(self, flow: str, read: int, written: int, position: Any) -> RunResult:
         """The totals once the batch being committed (``read`` messages, ``written``
@@ -221,6 +230,7 @@ class Runner:
                     for sink in sinks:
                         sink.write_batch(out)
                 self._commit(sinks, dead, position, checkpoint)
+                _log_failures(spec, tally)
                 # The batch is durable and the cursor saved; only now does the tally move.
                 tally.read += n
                 tally.in_flight = 0
@@ -341,13 +351,10 @@ class Runner:
         if policy == "fail":
             tally.in_flight += count
             raise _Failed(exc, message, tally.read + tally.in_flight) from exc
-        tally.failed += 1
-        log.warning(
-            "flow %s: transform failed at position %r (%s: %s); %s",
-            flow.spec.name, message.position, type(exc).__name__, exc,
-            "skipped" if policy == "skip" else "dead-lettered",
-            extra={"action": f"transform_{policy}", "flow": flow.spec.name},
-        )
+        what = f"transform failed at position {message.position!r}: {type(exc).__name__}: {exc}"
+        tally.note_failure(what)
+        log.debug("flow %s: %s", flow.spec.name, what,
+                  extra={"action": f"transform_{policy}", "flow": flow.spec.name})
         if policy == "dead_letter" and dead is not None:
             dead.write(dead_letter(flow.spec.name, message, exc))
 
@@ -356,19 +363,30 @@ class Runner:
     ) -> None:
         """A sink refused one record; under skip/dead_letter the run goes on without it."""
         policy = flow.spec.on_error
-        tally.failed += 1
         tally.written -= 1  # counted with its batch, but it was not stored
-        log.warning(
-            "flow %s: sink rejected record %r (%s); %s",
-            flow.spec.name, error.key, error,
-            "skipped" if policy == "skip" else "dead-lettered",
-            extra={"action": f"record_{policy}", "flow": flow.spec.name},
-        )
+        what = f"sink rejected record {error.key!r}: {error}"
+        tally.note_failure(what)
+        log.debug("flow %s: %s", flow.spec.name, what,
+                  extra={"action": f"record_{policy}", "flow": flow.spec.name})
         if policy == "dead_letter" and dead is not None:
             message = error.record if isinstance(error.record, Message) else Untyped(
                 as_record(error.record) if error.record is not None else {}
             )
             dead.write(dead_letter(flow.spec.name, message, error))
+
+
+def _log_failures(spec: FlowSpec, tally: _Tally) -> None:
+    """One warning per committed batch that skipped or dead-lettered messages (each one is
+    logged at debug level)."""
+    if not tally.batch_failed:
+        return
+    log.warning(
+        "flow %s: %d message(s) %s in batch %d (first: %s)", spec.name, tally.batch_failed,
+        "skipped" if spec.on_error == "skip" else "dead-lettered", tally.batches + 1,
+        tally.first_failure,
+        extra={"action": f"batch_{spec.on_error}", "flow": spec.name},
+    )
+    tally.batch_failed = 0
 
 
 def _run_error(name: str, tally: _Tally, exc: Exception) -> FlowRunError:
@@ -377,12 +395,15 @@ def _run_error(name: str, tally: _Tally, exc: Exception) -> FlowRunError:
     cause = exc.cause if isinstance(exc, _Failed) else exc
     where = ""
     if isinstance(exc, _Failed):
-        where = f" at message {exc.index}"
-        if exc.message.position is not None:
-            where += f" (position {exc.message.position!r})"
+        details = [f"{k} {v!r}" for k, v in (("position", exc.message.position),
+                                             ("key", record_key(exc.message)))
+                   if v is not None]
+        where = f" at message {exc.index}" + (f" ({', '.join(details)})" if details else "")
+    resume = ("resume from the start" if result.cursor is None
+              else f"resume after cursor {result.cursor!r}")
     error = FlowRunError(
         f"{type(cause).__name__}: {cause} (flow {name!r} failed{where} after reading "
-        f"{result.read} message(s); resume after cursor {result.cursor!r})",
+        f"{result.read} message(s) and writing {result.written}; {resume})",
         flow=name,
         result=result,
     )

@@ -23,7 +23,15 @@ from active_data_flow.runner import Runner
 if TYPE_CHECKING:
     from active_data_flow.flow import DataFlow
 
-__all__ = ["MAX_INTERVAL", "MIN_INTERVAL", "Runtime", "RuntimeConfig", "check_interval"]
+__all__ = [
+    "CRON_ALIASES",
+    "MAX_INTERVAL",
+    "MIN_INTERVAL",
+    "Runtime",
+    "RuntimeConfig",
+    "check_interval",
+    "expand_cron",
+]
 
 #: The shortest interval, in seconds: 1 ms. Timestamps are kept to the microsecond, so a
 #: shorter step cannot be represented; anything shorter than the heartbeat means "due at
@@ -34,6 +42,19 @@ MIN_INTERVAL = 0.001
 MAX_INTERVAL = 366 * 86_400.0
 
 _CRON_FIELD = re.compile(r"^[\d*/,\-A-Za-z?LW#]+$")
+
+#: Cron's shorthands, accepted as ``interval`` and stored as the five fields they stand for.
+CRON_ALIASES = {
+    "@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0", "@daily": "0 0 * * *", "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+
+
+def expand_cron(expression: str) -> str:
+    """``expression`` with a cron shorthand (``@daily``, ``@hourly``...) replaced by the
+    five fields it stands for (``0 0 * * *``); anything else unchanged."""
+    return CRON_ALIASES.get(expression.strip().lower(), expression)
 
 
 class RuntimeConfig(BaseModel):
@@ -63,9 +84,13 @@ class RuntimeConfig(BaseModel):
     @classmethod
     def _check_interval(cls, value: float | str | None) -> float | str | None:
         if isinstance(value, str):
+            value = expand_cron(value)
             fields = value.split()
             if len(fields) not in (5, 6) or not all(_CRON_FIELD.match(f) for f in fields):
-                raise ValueError(f"not a number of seconds or a cron expression: {value!r}")
+                raise ValueError(
+                    f"not a number of seconds or a cron expression: {value!r} (a cron "
+                    "expression has five or six fields, e.g. '*/5 * * * *', or is one of "
+                    f"{', '.join(CRON_ALIASES)})")
         elif value is not None:
             check_interval(value)
         return value

@@ -1408,6 +1408,23 @@ def test_marking_unknown_dead_letters_changes_nothing(store: Store) -> None:
     assert (kept.replayed_at, kept.replay_attempts) == (None, 0)
 
 
+def test_dead_letters_are_discarded_by_flow_and_id_replayed_ones_kept(store: Store) -> None:
+    store.dead_letters.add([letter("a", 1), letter("a", 2), letter("a", 3),
+                            letter("b", 4)], None)
+    first, second, third = (d.id for d in store.dead_letters.for_replay("a"))
+    [other] = (d.id for d in store.dead_letters.for_replay("b"))
+    store.dead_letters.mark_replayed([first])
+
+    # Another flow's letter, a replayed one and an unknown id are left alone.
+    assert store.dead_letters.discard("a", [second, other, first, 999_999]) == 1
+    assert [d.id for d in store.list_dead_letters("a", include_replayed=True).items] == [
+        third, first]
+    assert store.dead_letters.discard("a") == 1
+    assert [d.id for d in store.list_dead_letters("a", include_replayed=True).items] == [first]
+    assert store.dead_letters.discard("a", []) == 0
+    assert [d.id for d in store.list_dead_letters("b").items] == [other]
+
+
 # == workers =============================================================================
 def test_beats_are_recorded_per_caller(store: Store, clock: Clock) -> None:
     assert store.last_heartbeat() is None

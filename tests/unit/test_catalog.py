@@ -292,8 +292,8 @@ def test_import_flow_class_errors_are_one_line(folder: Path, unique: str,
         f"{raising}:Flow": "ModuleNotFoundError: No module named 'no_such_dependency_xyz'",
         f"no_module_{unique}:Flow": f"no_module_{unique}",
         f"{good}:Missing": "has no attribute 'Missing'",
-        f"values_{unique}:NUMBER": "is a int, not a DataFlow subclass",
-        f"values_{unique}:Plain": "is a class Plain, not a DataFlow subclass",
+        f"values_{unique}:NUMBER": "NUMBER is not a DataFlow subclass (it is an int object",
+        f"values_{unique}:Plain": "Plain is not a DataFlow subclass (it is another class",
     }
     for target, expected in cases.items():
         with pytest.raises(ConfigurationError) as caught:

@@ -67,7 +67,7 @@ def test_a_failed_run_exits_1_with_the_reason(flows_file: Path) -> None:
         ("no_such_module_xyz:Flow", "cannot import module 'no_such_module_xyz'"),
         (":Flow", "expected MODULE:FlowClass"),
         ("{file}:Missing", "has no attribute 'Missing'"),
-        ("{file}:NOT_A_FLOW", "is a int, not a DataFlow subclass"),
+        ("{file}:NOT_A_FLOW", "NOT_A_FLOW is not a DataFlow subclass (it is an int object"),
         ("/nowhere/flows.py:X", "no such file"),
     ],
 )

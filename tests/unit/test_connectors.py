@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -188,3 +189,45 @@ def test_untrusted_specs_may_name_files_only_inside_allowed_roots(
         monkeypatch.setenv("ADF_FILE_ROOTS", str(tmp_path / "elsewhere"))
         assert Source.from_dict({"type": "csv", "config": {"path": "data/escape/x.csv"}})
     assert JsonLinesSink(path="/anywhere/in/trusted/code.jsonl")  # application code is trusted
+
+
+def test_a_source_whose_each_takes_no_cursor_reads_from_the_start_and_saves_no_cursor(
+) -> None:
+    from active_data_flow import DataFlow, Untyped
+
+    class Seed(Source):
+        def each(self):  # type: ignore[no-untyped-def, override]  # the seed's contract
+            yield {"n": 1}
+            yield Untyped({"n": 2}, position=99)  # a position it cannot resume from
+
+    assert Seed.resumable is False
+    assert [dict(m) for m in Seed().read()] == [{"n": 1}, {"n": 2}]
+    assert [m.position for m in Seed().read()] == [None, None]
+    with pytest.raises(ConfigurationError, match="cannot resume"):
+        Seed().read(cursor=1)
+
+    register_connector(Seed, name=f"seed_{uuid.uuid4().hex}")  # a flow's source has a type
+
+    class SeedFlow(DataFlow):
+        source = Seed()
+        sink = MemorySink(name="seed_flow_test")
+
+    for _ in range(2):
+        result = SeedFlow().run()
+        assert (result.read, result.written, result.cursor) == (2, 2, None)
+
+
+def test_the_csv_sink_writes_dates_and_times_in_iso_8601_like_json_lines(tmp_path: Path) -> None:
+    from datetime import UTC, date, datetime, time
+
+    record = {"at": datetime(2026, 1, 2, 3, 4, 5, 600), "utc": datetime(2026, 1, 2, tzinfo=UTC),
+              "day": date(2026, 1, 2), "t": time(3, 4), "tags": ["a", "b"], "none": None}
+    with CsvSink(path=tmp_path / "out.csv") as csv_sink:
+        csv_sink.write(record)
+    with JsonLinesSink(path=tmp_path / "out.jsonl") as jsonl_sink:
+        jsonl_sink.write(record)
+    csv_row = (tmp_path / "out.csv").read_text().splitlines()[1]
+    as_json = json.loads((tmp_path / "out.jsonl").read_text())
+    assert csv_row == ('2026-01-02T03:04:05.000600,2026-01-02T00:00:00+00:00,2026-01-02,'
+                       '03:04:00,"[""a"", ""b""]",')
+    assert [as_json[k] for k in ("at", "utc", "day", "t")] == csv_row.split(",")[:4]

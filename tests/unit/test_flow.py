@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -181,7 +182,29 @@ def test_skip_policy_counts_and_logs(caplog: pytest.LogCaptureFixture) -> None:
     result = f.run()
     assert [r["id"] for r in written(f)] == [0, 2, 4, 6, 8]
     assert (result.read, result.written, result.failed) == (10, 5, 5)
-    assert "odd id 3" in caplog.text
+    # One warning per batch (batches of 4: 2 + 2 + 1 skipped), each message at debug level.
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        "flow test_flow: 2 message(s) skipped in batch 1 (first: transform failed at "
+        "position 1: ValueError: odd id 1)",
+        "flow test_flow: 2 message(s) skipped in batch 2 (first: transform failed at "
+        "position 5: ValueError: odd id 5)",
+        "flow test_flow: 1 message(s) skipped in batch 3 (first: transform failed at "
+        "position 9: ValueError: odd id 9)",
+    ]
+
+
+def test_many_dead_letters_make_one_warning_per_batch(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="active_data_flow.runner")
+    f = flow(boom_on_odd, on_error="dead_letter", dead_letter_sink=MemorySink(),
+             runtime=Inline(batch_size=100))
+    f.run()
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert [r.getMessage() for r in warnings] == [
+        "flow test_flow: 5 message(s) dead-lettered in batch 1 (first: transform failed at "
+        "position 1: ValueError: odd id 1)"]
+    assert sum("odd id" in r.getMessage() for r in caplog.records
+               if r.levelno == logging.DEBUG) == 5
 
 
 def test_dead_letter_policy_writes_the_message_and_error() -> None:

@@ -9,8 +9,6 @@ web or Celery layers.
 from __future__ import annotations
 
 import importlib
-import logging
-import os
 from importlib import metadata
 from typing import Any
 
@@ -76,7 +74,10 @@ def _unavailable(name: str, exc: ImportError) -> click.Command:
 @click.option("-v", "--verbose", count=True, help="Log more (-v: info, -vv: debug).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),
               help="Settings file (default: ./adf.toml if present; env ADF_CONFIG).")
-def main(verbose: int, config_path: str | None) -> None:
+@click.option("--log-format", type=click.Choice(["text", "json"]),
+              help="Log lines as text or as JSON objects, one per line [env ADF_LOG_FORMAT, "
+                   "adf.toml log_format; default: text].")
+def main(verbose: int, config_path: str | None, log_format: str | None) -> None:
     """ActiveDataFlow: run, schedule and monitor data flows.
 
     \b
@@ -85,13 +86,20 @@ def main(verbose: int, config_path: str | None) -> None:
       adf init                            adf.toml, a flows folder and a migrated store
       adf sync                            register the code-defined flows in the store
       adf heartbeat                       run every due flow once (call it from cron)
-      adf list / adf runs FLOW            what the flows did
+      adf list / adf runs [FLOW]          what the flows did
+      adf trigger FLOW / adf cursor FLOW  run a stored flow soon; see or move its cursor
+      adf dead-letters FLOW               messages a flow could not handle (replay, discard)
       adf serve                           the web engine
+
+    \b
+    Environment:
+      ADF_LOG_LEVEL=DEBUG|INFO|WARNING    log level (overrides -v)
+      ADF_LOG_FORMAT=text|json            log format (like --log-format)
+      _ADF_COMPLETE=bash_source adf       prints the shell completion script (also
+                                          zsh_source, fish_source)
     """
+    from active_data_flow.cli._logs import setup_logging
     from active_data_flow.cli.config import load_project_config
 
     load_project_config(config_path)
-    level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
-    level_name = os.environ.get("ADF_LOG_LEVEL")
-    logging.basicConfig(level=level_name.upper() if level_name else level,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(verbose, log_format)

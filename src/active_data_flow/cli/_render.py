@@ -20,6 +20,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from active_data_flow.formatting import rate
 from active_data_flow.runner import RunResult
 
 __all__ = ["console", "err_console", "flow_progress", "format_cursor", "results_table"]
@@ -48,15 +49,15 @@ def flow_progress(
                           BarColumn(), MofNCompleteColumn()]
     columns += [
         TextColumn("read {task.fields[read]:,}  written {task.fields[written]:,}"),
-        TextColumn("{task.fields[rate]:,.0f} msg/s"),
+        TextColumn("{task.fields[rate]}"),
         TimeElapsedColumn(),
     ]
     with Progress(*columns, console=err_console, transient=True) as progress:
-        task = progress.add_task(name, total=None, read=0, written=0, rate=0.0)
+        task = progress.add_task(name, total=None, read=0, written=0, rate=rate(0))
 
         def update(result: RunResult) -> None:
             progress.update(task, total=result.total, completed=result.read, read=result.read,
-                            written=result.written, rate=result.rate)
+                            written=result.written, rate=rate(result.rate))
 
         yield update
 
@@ -74,7 +75,7 @@ def results_table(results: Sequence[RunResult], title: str = "Run summary") -> T
         ("skipped", lambda r: f"{r.skipped:,}"),
         ("failed", lambda r: f"[red]{r.failed:,}[/red]" if r.failed else "0"),
         ("duration", lambda r: f"{r.duration_s:.2f} s"),
-        ("throughput", lambda r: f"{r.rate:,.0f} msg/s"),
+        ("throughput", lambda r: rate(r.rate)),
         ("cursor", lambda r: format_cursor(r.cursor)),
     ]
     for label, cell in rows[0 if len(results) == 1 else 1:]:

@@ -5,6 +5,7 @@
     database_url = "sqlite:///active_data_flow.db"   # the flow store (ADF_DATABASE_URL)
     flows = "data_flows"                               # code-defined flows (ADF_FLOWS)
     lease_seconds = 10                                 # claims' lease (ADF_LEASE_SECONDS)
+    log_format = "json"                                # "text" or "json" (ADF_LOG_FORMAT)
 
 The command reads it from the working directory (or ``ADF_CONFIG``) and exports each
 setting as its environment variable unless that variable is already set, so the environment
@@ -29,6 +30,7 @@ SETTINGS = {
     "flows": "ADF_FLOWS",
     "heartbeat_token": "ADF_HEARTBEAT_TOKEN",
     "lease_seconds": "ADF_LEASE_SECONDS",
+    "log_format": "ADF_LOG_FORMAT",
 }
 
 #: Settings that are numbers (the others are strings, or lists of them).

@@ -81,10 +81,12 @@ def run(target: str, cursor: Any, progress: bool, as_json: bool) -> None:
 
 def run_stored(name: str, as_json: bool) -> None:
     """Trigger the stored flow ``name`` and execute its run in this process."""
+    from active_data_flow.cli._logs import outcomes_printed
     from active_data_flow.cli.store import open_store, runs_table
     from active_data_flow.runtimes.heartbeat import Executor
     from active_data_flow.runtimes.heartbeat.engine.worker import stopping_on_signals
 
+    outcomes_printed()
     with open_store() as store, stopping_on_signals(f"adf run {name}") as stop:
         pending = store.trigger(name, reason="cli")
         if pending.status != "pending":

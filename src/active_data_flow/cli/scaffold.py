@@ -18,9 +18,10 @@ __all__ = ["init", "new"]
 FLOW_TEMPLATE = '''\
 """{title}: a data flow. Fill in the source, the sink and the transform.
 
-Run it now:            adf run {name}
-Register it:           adf sync         (heartbeats then run it on its schedule)
-Docs:                  https://github.com/active-data-flow/active-data-flow-python/tree/main/docs
+1. Register it:         adf sync         (heartbeats then run it on its schedule)
+2. Run it now:          adf run {name}
+   (or, without the flow store: adf run {path}:{class_name})
+Docs:                   https://github.com/active-data-flow/active-data-flow-python/tree/main/docs
 """
 
 from __future__ import annotations
@@ -149,10 +150,29 @@ def new_flow(name: str, folder: str | None, force: bool) -> None:
     target = Path(folder or _default_folder())
     path = target / f"{module}.py"
     title = module.replace("_", " ").capitalize()
-    if not _write(path, FLOW_TEMPLATE.format(title=title, name=module, class_name=class_name),
-                  force):
+    shown = _relative(path)
+    text = FLOW_TEMPLATE.format(title=title, name=module, class_name=class_name,
+                                path=shown.as_posix())
+    if not _write(path, text, force):
         raise SystemExit(1)
-    console.print(f"flow [bold]{module}[/bold] ({class_name}) — edit {path}, then `adf sync`")
+    steps = [("adf sync", "register it in the flow store"),
+             (f"adf run {module}", "run it now (recorded, like a scheduled run)"),
+             ("adf worker", "run it on its schedule")]
+    width = max(len(command) for command, _ in steps)
+    console.print(f"flow [bold]{module}[/bold] ({class_name}): edit {shown}, then",
+                  highlight=False)
+    for number, (command, what) in enumerate(steps, 1):
+        console.print(f"  {number}. [bold]{command}[/bold]{' ' * (width - len(command))}   {what}",
+                      highlight=False)
+
+
+def _relative(path: Path) -> Path:
+    """``path`` relative to the working directory when it is below it (shorter to type)."""
+    try:
+        relative = Path(os.path.relpath(path))
+    except ValueError:  # another drive (Windows)
+        return path
+    return path if relative.parts[:1] == ("..",) else relative
 
 
 def _default_folder() -> str:

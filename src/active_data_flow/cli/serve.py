@@ -70,8 +70,10 @@ def serve(
     """
     import uvicorn
 
+    from active_data_flow.cli._logs import long_running
     from active_data_flow.masking import mask_text
 
+    long_running()
     _mask_logs()
     auth = _auth_from_env(insecure_no_auth)
     try:
@@ -79,8 +81,11 @@ def serve(
                              host)
     except ActiveDataFlowError as exc:
         raise click.ClickException(mask_text(str(exc))) from None
+    # log_config=None: uvicorn's lines go through the command's one log handler (timestamps,
+    # --log-format json, masking) instead of uvicorn's own.
     config = uvicorn.Config(app, host=host, port=port, root_path=root_path, log_level=log_level,
-                            proxy_headers=True, server_header=False, lifespan="on")
+                            log_config=None, proxy_headers=True, server_header=False,
+                            lifespan="on")
     _mask_logs()  # again: uvicorn's own loggers (access log included) got handlers above
     server = uvicorn.Server(config)
     if worker is not None:

@@ -2,12 +2,14 @@
 
 ``db`` (migrations), ``sync``, ``list``, ``runs``, ``heartbeat``, ``worker``, ``pause``,
 ``resume``, ``init`` and ``new flow``; ``adf run FLOW`` (a stored flow) lives in
-:mod:`.run`. The store's database is ``ADF_DATABASE_URL`` (or ``adf.toml``, see
+:mod:`.run`, ``trigger`` and ``cursor`` in :mod:`.flow_ops`, ``dead-letters`` in
+:mod:`.dead_letters`. The store's database is ``ADF_DATABASE_URL`` (or ``adf.toml``, see
 :mod:`.config`), the code-defined flows are loaded from ``ADF_FLOWS``.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -39,6 +41,8 @@ __all__ = [
     "sync",
     "worker",
 ]
+
+log = logging.getLogger("active_data_flow.cli.worker")
 
 STATUS_STYLE = {
     "succeeded": "green", "failed": "bold red", "running": "cyan", "pending": "yellow",
@@ -77,13 +81,15 @@ def styled(status: str | None) -> str:
 
 
 def when(moment: datetime | None) -> str:
-    """A timestamp relative to now (``in 4m``, ``2h ago``), in UTC."""
+    """A timestamp relative to now (``in 4m``, ``2h ago``, ``now``), in UTC."""
     if moment is None:
         return "[dim]-[/dim]"
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     seconds = (moment - datetime.now(UTC)).total_seconds()
     span = abs(seconds)
+    if span < 1:
+        return "now"
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if span >= size:
             text = f"{span / size:.0f}{unit}"
@@ -212,17 +218,19 @@ def list_flows(status: str | None, search: str | None, limit: int, offset: int) 
 
 
 @click.command()
-@click.argument("flow")
+@click.argument("flow", required=False)
 @click.option("--status", type=click.Choice(
     ["pending", "running", "succeeded", "failed", "cancelled"]))
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10_000))
 @click.option("--errors", "show_errors", is_flag=True, help="Print the traceback of failed runs.")
-def runs(flow: str, status: str | None, limit: int, show_errors: bool) -> None:
-    """Show the latest runs of FLOW, newest first."""
+def runs(flow: str | None, status: str | None, limit: int, show_errors: bool) -> None:
+    """Show the latest runs of FLOW (default: of every flow), newest first."""
     with open_store() as store:
-        store.get_flow(flow)
+        if flow is not None:
+            store.get_flow(flow)
         page = store.list_runs(flow=flow, status=status, offset=0, limit=limit)
-    console.print(runs_table(page.items, title=f"Runs of {flow} ({page.total})"))
+    title = f"Runs of {flow} ({page.total})" if flow else f"Runs of every flow ({page.total})"
+    console.print(runs_table(page.items, title=title, show_flow=flow is None))
     if show_errors:
         for run in page.items:
             if run.traceback:
@@ -230,9 +238,12 @@ def runs(flow: str, status: str | None, limit: int, show_errors: bool) -> None:
                 console.print(run.traceback, highlight=False, markup=False)
 
 
-def runs_table(items: Any, title: str) -> Table:
-    """A table of run records (fits 80 columns; errors fold)."""
+def runs_table(items: Any, title: str, *, show_flow: bool = False) -> Table:
+    """A table of run records (fits 80 columns; errors fold); ``show_flow`` adds a column
+    naming each run's flow (for listings of several flows)."""
     table = Table(title=title, title_justify="left")
+    if show_flow:
+        table.add_column("flow", overflow="fold")
     table.add_column("run", justify="right", no_wrap=True)
     table.add_column("status", no_wrap=True)
     table.add_column("trigger", no_wrap=True)
@@ -246,8 +257,10 @@ def runs_table(items: Any, title: str) -> Table:
         note = f"[red]{_short(r.error)}[/red]" if r.error else f"[dim]{r.worker_id or ''}[/dim]"
         if r.skipped:
             note = f"{r.skipped:,} skipped · " + note
+        started = when(r.started_at) if r.started_at else f"due {when(r.due_at)}"
         table.add_row(
-            str(r.id), styled(r.status), r.trigger, when(r.started_at or r.due_at),
+            *([f"[bold]{r.flow}[/bold]"] if show_flow else []),
+            str(r.id), styled(r.status), r.trigger, started,
             f"{r.duration_s:.2f}s" if r.duration_s is not None else "-",
             f"{r.read:,}", f"{r.written:,}",
             f"[red]{r.failed:,}[/red]" if r.failed else "0", note,
@@ -276,17 +289,20 @@ def resume(flow: str) -> None:
 
 
 # -- heartbeats ---------------------------------------------------------------------------------
-def print_beat(summary: BeatSummary) -> None:
-    """A heartbeat's summary: what it claimed and how each run ended."""
+def beat_text(summary: BeatSummary) -> str:
+    """A heartbeat's counts on one line: ``claimed 1, succeeded 1, failed 0 in 0.12s``."""
     counts = (f"claimed {len(summary.claimed)}, succeeded {len(summary.succeeded)}, "
               f"failed {len(summary.failed)}")
     extra = [f"{label} {len(ids)}" for label, ids in (
         ("reclaimed", summary.reclaimed), ("interrupted", summary.interrupted),
         ("lost", summary.lost), ("dispatched", summary.dispatched)) if ids]
+    return counts + (f", {', '.join(extra)}" if extra else "") + f" in {summary.duration_s:.2f}s"
+
+
+def print_beat(summary: BeatSummary) -> None:
+    """A heartbeat's summary: what it claimed and how each run ended."""
     style = "red" if summary.failed else "green"
-    console.print(f"[{style}]heartbeat[/] {summary.worker_id}: {counts}"
-                  + (f", {', '.join(extra)}" if extra else "")
-                  + f" in {summary.duration_s:.2f}s")
+    console.print(f"[{style}]heartbeat[/] {summary.worker_id}: {beat_text(summary)}")
     if summary.runs:
         console.print(beat_table(summary.runs))
 
@@ -317,9 +333,11 @@ def heartbeat(limit: int | None, concurrency: int, lease_seconds: float | None) 
     run is claimed exactly once. On SIGTERM or Ctrl-C, running runs stop at their next
     checkpoint and go back to pending. Exits 1 when a run failed.
     """
+    from active_data_flow.cli._logs import outcomes_printed
     from active_data_flow.runtimes.heartbeat import beat
     from active_data_flow.runtimes.heartbeat.engine.worker import stopping_on_signals
 
+    outcomes_printed()
     with open_store(lease_seconds=lease_seconds) as store, \
             stopping_on_signals("adf heartbeat") as stop:
         summary = beat(store, limit=limit, concurrency=concurrency, stop=stop)
@@ -334,27 +352,37 @@ def heartbeat(limit: int | None, concurrency: int, lease_seconds: float | None) 
               help="Runs executed at once within a beat.")
 @click.option("--shutdown-timeout", default=30.0, show_default=True, type=click.FloatRange(0),
               help="Seconds a stop (SIGTERM, Ctrl-C) waits for running runs to checkpoint.")
-@click.option("--quiet", is_flag=True, help="Print only beats that claimed something.")
+@click.option("--quiet", is_flag=True, help="Log only warnings and errors (failed runs).")
 @click.option("--lease-seconds", type=click.FloatRange(0.5, 86_400), help=LEASE_HELP)
 def worker(interval: float, concurrency: int, shutdown_timeout: float, quiet: bool,
            lease_seconds: float | None) -> None:
     """Beat every INTERVAL seconds until SIGTERM or Ctrl-C (for hosts without cron).
 
+    Logs (to stderr, with timestamps; see --log-format) each run it starts and ends and
+    each beat that did something; a beat with nothing to do is logged at debug level (-vv).
     On a stop signal, running runs finish their current batch and go back to pending
     (or succeed), so no run is left running; a second signal is not needed.
     """
+    from active_data_flow.cli._logs import long_running
     from active_data_flow.runtimes.heartbeat import Worker
 
+    long_running()
+    if quiet:
+        logging.getLogger().setLevel(logging.WARNING)
+
     def on_beat(summary: BeatSummary) -> None:
-        if summary.claimed or summary.reclaimed or not quiet:
-            print_beat(summary)
+        busy = summary.claimed or summary.reclaimed or summary.failed or summary.lost
+        level = (logging.WARNING if summary.failed else logging.INFO) if busy else logging.DEBUG
+        log.log(level, "heartbeat %s: %s", summary.worker_id, beat_text(summary),
+                extra={"action": "beat"})
 
     with open_store(lease_seconds=lease_seconds) as store:
         loop = Worker(store, interval=interval, concurrency=concurrency,
                       shutdown_timeout=shutdown_timeout, on_beat=on_beat)
-        console.print(f"worker {loop.worker_id} beating every {interval:g}s on {store.url} "
-                      "(Ctrl-C to stop)")
+        log.info("worker %s beating every %ss on %s (Ctrl-C to stop)", loop.worker_id,
+                 f"{interval:g}", store.url, extra={"action": "worker_start"})
         clean = loop.run(install_signal_handlers=True)
-    console.print(f"worker stopped after {loop.beats} beat(s)"
-                  + ("" if clean else " [yellow](runs still active at the timeout)[/yellow]"))
+    log.log(logging.INFO if clean else logging.WARNING, "worker stopped after %d beat(s)%s",
+            loop.beats, "" if clean else " (runs still active at the timeout)",
+            extra={"action": "worker_stop"})
     sys.exit(0 if clean else 1)

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Iterable, Iterator, Mapping
+from datetime import date, datetime, time
 from typing import IO, Any
 
 from pydantic import Field
@@ -21,6 +23,7 @@ from active_data_flow.connectors._files import (
     FileSinkConfig,
     FileSourceConfig,
     LineReader,
+    json_default,
     line_error,
     open_source,
     seek_cursor,
@@ -277,4 +280,12 @@ def _contains(file: IO[bytes], start: int, needle: bytes) -> bool:
 
 
 def _cell(value: Any) -> Any:
-    return "" if value is None else value
+    """A CSV cell: empty for None; dates and times in ISO 8601 (``2026-01-02T03:04:05``, as
+    the JSON Lines sink writes them), nested values as JSON; anything else as ``str()``."""
+    if value is None:
+        return ""
+    if isinstance(value, (datetime, date, time)):
+        return value.isoformat()
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, default=json_default, ensure_ascii=False)
+    return value

@@ -10,6 +10,8 @@ from typing import Any
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from active_data_flow.formatting import count, rate, throughput
+
 __all__ = ["ago", "duration", "make_templates", "schedule_text"]
 
 
@@ -23,7 +25,8 @@ def make_templates() -> Jinja2Templates:
         trim_blocks=True, lstrip_blocks=True,
     )
     env.filters.update(ago=ago, duration=duration, pretty_json=pretty_json,
-                       schedule=schedule_text, number=number, when=when)
+                       schedule=schedule_text, number=number, when=when,
+                       rate=rate, throughput=throughput)
     return Jinja2Templates(env=env)
 
 
@@ -76,8 +79,8 @@ def duration(seconds: Any) -> str:
 
 
 def number(value: Any) -> str:
-    """An integer with thin separators: ``1,250,000``."""
-    return "—" if value is None else f"{value:,}"
+    """An integer with separators: ``1,250,000`` (:func:`active_data_flow.formatting.count`)."""
+    return count(value)
 
 
 def pretty_json(value: Any) -> str:

@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import CroniterBadDateError, croniter
 
 from active_data_flow.errors import ConfigurationError
-from active_data_flow.runtime import check_interval
+from active_data_flow.runtime import check_interval, expand_cron
 
 __all__ = ["Schedule", "interval_of", "schedule_of"]
 
@@ -116,6 +116,8 @@ def schedule_of(runtime_spec: dict[str, Any]) -> Schedule | None:
             return Schedule(seconds=float(check_interval(interval)))
         except ValueError as exc:
             raise ConfigurationError(f"interval {exc}", option="interval") from None
+    if isinstance(interval, str):
+        interval = expand_cron(interval)
     if not isinstance(interval, str) or not croniter.is_valid(interval):
         raise ConfigurationError(f"invalid cron expression {interval!r}", option="interval")
     if not isinstance(timezone, str):

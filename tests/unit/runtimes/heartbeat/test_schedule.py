@@ -113,3 +113,30 @@ def test_bad_heartbeat_options_are_refused_naming_the_option(
     with pytest.raises(ConfigurationError) as caught:
         build()
     assert caught.value.option == option
+
+
+@pytest.mark.parametrize(("alias", "fields"), [
+    ("@yearly", "0 0 1 1 *"), ("@annually", "0 0 1 1 *"), ("@monthly", "0 0 1 * *"),
+    ("@weekly", "0 0 * * 0"), ("@daily", "0 0 * * *"), ("@midnight", "0 0 * * *"),
+    ("@hourly", "0 * * * *"), ("@Daily", "0 0 * * *"),
+])
+def test_cron_shorthands_are_stored_as_their_fields(alias: str, fields: str) -> None:
+    runtime = Heartbeat(interval=alias)
+    assert runtime.to_dict()["config"]["interval"] == fields
+    raw = schedule_of({"type": "heartbeat", "config": {"interval": alias}})  # a stored spec
+    assert raw is not None
+    assert raw.cron == fields
+
+
+def test_a_daily_shorthand_runs_at_midnight() -> None:
+    schedule = schedule_of(Heartbeat(interval="@daily").to_dict())
+    assert schedule is not None
+    assert schedule.first_due(datetime(2026, 3, 1, 15, 0, tzinfo=UTC)) == datetime(
+        2026, 3, 2, tzinfo=UTC)
+
+
+def test_a_malformed_cron_says_how_many_fields_are_expected() -> None:
+    with pytest.raises(ConfigurationError, match="five or six fields") as caught:
+        Heartbeat(interval="@dayly")
+    assert "@daily" in str(caught.value)
+    assert caught.value.option == "interval"

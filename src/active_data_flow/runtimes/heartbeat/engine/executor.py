@@ -32,6 +32,7 @@ from active_data_flow.errors import (
     error_type,
 )
 from active_data_flow.flow import DataFlow
+from active_data_flow.formatting import count, throughput
 from active_data_flow.registry import untrusted_specs
 from active_data_flow.runner import Checkpoint, Runner, RunResult, call_hook
 from active_data_flow.runtime import Runtime
@@ -336,6 +337,7 @@ class Executor:
         halt = _Halt(stop, held.lost)
         started = time.monotonic()
         attempt = work.claim.attempt
+        _log_start(work.claim, flow.spec.name)
         while True:
             try:
                 result = self._run_once(work, flow, runtime, held, halt, attempt)
@@ -366,7 +368,9 @@ class Executor:
             counts = work.counts + RunCounts.of(result)
             if result.interrupted:
                 return self._give_back(work, counts, held)
-            record = work.end(RunStatus.SUCCEEDED, counts, time.monotonic() - started)
+            duration = time.monotonic() - started
+            record = work.end(RunStatus.SUCCEEDED, counts, duration)
+            _log_end(work.claim, flow.spec.name, "succeeded", counts, duration)
             _after(flow, record, result)
             return Outcome(record)
 
@@ -383,6 +387,7 @@ class Executor:
                 duration_s: float) -> Outcome:
         """The one place a failure is recorded (then the flow's hook, once the run ended)."""
         record = work.end(RunStatus.FAILED, counts, duration_s, error)
+        _log_end(work.claim, flow.spec.name, "failed", counts, duration_s, error)
         _after(flow, record, error)
         return Outcome(record)
 
@@ -423,6 +428,27 @@ def _after(flow: DataFlow, record: RunRecord | None, last: RunResult | FlowRunEr
         error = last if isinstance(last, FlowRunError) else FlowRunError(
             record.error, flow=record.flow, result=result)
         call_hook(flow.after_failure, error)
+
+
+def _log_start(claim: Claim, flow: str) -> None:
+    trigger = getattr(claim, "trigger", None)
+    log.info("%s of %s started (%sattempt %d, worker %s)", _what(claim), flow,
+             f"trigger {trigger}, " if trigger else "", claim.attempt, claim.worker_id,
+             extra={"action": "run_start", "flow": flow, "run_id": claim.run_id})
+
+
+def _log_end(claim: Claim, flow: str, status: str, counts: RunCounts, duration_s: float,
+             error: BaseException | None = None) -> None:
+    """One line when a run (or part) ends here: its counts and throughput, or its error."""
+    text = (f"read {count(counts.read)}, written {count(counts.written)}"
+            + (f", failed {count(counts.failed)}" if counts.failed else "")
+            + f" in {duration_s:.2f}s ({throughput(counts.read, duration_s, empty='-')})")
+    extra = {"action": f"run_{status}", "flow": flow, "run_id": claim.run_id}
+    if error is None:
+        log.info("%s of %s %s: %s", _what(claim), flow, status, text, extra=extra)
+    else:
+        log.warning("%s of %s %s: %s; %s", _what(claim), flow, status, text, error,
+                    extra=extra)
 
 
 def _what(claim: Claim) -> str:

@@ -498,6 +498,11 @@ class DeadLetterRepository(Protocol):
         """Record why letters failed again."""
         ...
 
+    def discard(self, flow: str, ids: Iterable[int] | None = None) -> int:
+        """Delete the flow's unreplayed letters (those in ``ids`` only, when given); return
+        how many were deleted (ids of other flows, replayed or unknown letters are ignored)."""
+        ...
+
 
 class WorkerRepository(Protocol):
     """Heartbeat callers."""

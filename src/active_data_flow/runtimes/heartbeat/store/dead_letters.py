@@ -99,3 +99,10 @@ class SqlDeadLetters(SqlRepository):
 
         if failures:
             self._db.transact(work)
+
+    def discard(self, flow: str, ids: Iterable[int] | None = None) -> int:
+        conditions = [dead_letters.c.flow == flow, dead_letters.c.replayed_at.is_(None)]
+        if ids is not None:
+            conditions.append(dead_letters.c.id.in_(list(ids)))
+        return int(self._db.transact(
+            lambda conn: conn.execute(dead_letters.delete().where(*conditions)).rowcount))

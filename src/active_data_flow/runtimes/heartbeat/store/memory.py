@@ -862,6 +862,16 @@ class _DeadLetters(_Repository):
                     row.update(replay_error=truncate(error, MAX_ERROR),
                                replay_attempts=row["replay_attempts"] + 1)
 
+    def discard(self, flow: str, ids: Iterable[int] | None = None) -> int:
+        wanted = None if ids is None else set(ids)
+        with self._t.lock:
+            gone = [letter_id for letter_id, r in self._t.letters.items()
+                    if r["flow"] == flow and r["replayed_at"] is None
+                    and (wanted is None or letter_id in wanted)]
+            for letter_id in gone:
+                del self._t.letters[letter_id]
+        return len(gone)
+
 
 class _Workers(_Repository):
     def record_beat(self, worker_id: str, claimed: int) -> None:

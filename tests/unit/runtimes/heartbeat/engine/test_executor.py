@@ -201,8 +201,9 @@ def test_a_transform_error_fails_the_run_naming_the_message(
     assert record is not None
     assert (record.status, record.attempt, record.error_type) == (
         "failed", 1, "builtins.ValueError")
-    assert (record.error or "").startswith("ValueError: no threes (flow 'picky' failed at "
-                                           "message 4 (position 3)")
+    assert (record.error or "").startswith(
+        "ValueError: no threes (flow 'picky' failed at message 4 (position 3, key 3) after "
+        "reading 4 message(s) and writing 2; resume after cursor 1)")
     assert "raise ValueError" in (record.traceback or "")
     assert written(sink) == rows(2)
     assert store.get_flow("picky").cursor == 1
