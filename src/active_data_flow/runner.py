@@ -221,6 +221,8 @@ class Runner:
                     for sink in sinks:
                         sink.write_batch(out)
                 self._commit(sinks, dead, position, checkpoint)
+                if position is not None:
+                    source.committed(position)
                 # The batch is durable and the cursor saved; only now does the tally move.
                 tally.read += n
                 tally.in_flight = 0
