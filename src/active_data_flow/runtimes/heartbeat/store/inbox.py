@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from active_data_flow.runtimes.heartbeat.store._shared import SqlRepository
@@ -19,7 +20,15 @@ from active_data_flow.runtimes.heartbeat.store.records import (
 
 __all__ = ["SqlInbox", "new_entries"]
 
-_KEYS_PER_QUERY = 500
+
+def _insert_new(dialect: str) -> Any:
+    """An INSERT into the inbox that skips a row whose (flow, key) is taken."""
+    if dialect == "postgresql":
+        return postgresql.insert(inbox).on_conflict_do_nothing(index_elements=["flow", "key"])
+    if dialect == "sqlite":
+        return sqlite.insert(inbox).on_conflict_do_nothing(index_elements=["flow", "key"])
+    statement = mysql.insert(inbox)  # no-op on a duplicate key (still an error otherwise)
+    return statement.on_duplicate_key_update(id=inbox.c.id)
 
 
 def new_entries(records: Sequence[tuple[str | None, Mapping[str, Any]]],
@@ -43,6 +52,11 @@ class SqlInbox(SqlRepository):
 
     def push(self, flow: str, records: Sequence[tuple[str | None, Mapping[str, Any]]],
              ) -> InboxReceipt:
+        fresh, repeated = new_entries(records, set())  # a key twice in one push: once
+        now = self.now()
+        rows = [{"flow": flow, "key": key, "payload": dict(record), "received_at": now}
+                for key, record in fresh]
+
         def work(conn: Connection) -> InboxReceipt:
             # The flow's row lock serialises pushes to one flow: ids commit in order, so a
             # reader never passes an id that a slower push would commit later.
@@ -50,21 +64,16 @@ class SqlInbox(SqlRepository):
                                  .with_for_update()).scalar()
             if found is None:
                 raise FlowNotFound(f"no flow named {flow!r} in the store", option="flow")
-            keys = sorted({k for k, _ in records if k is not None})
-            taken: set[str] = set()
-            for start in range(0, len(keys), _KEYS_PER_QUERY):
-                chunk = keys[start:start + _KEYS_PER_QUERY]
-                taken.update(conn.execute(sa.select(inbox.c.key).where(
-                    inbox.c.flow == flow, inbox.c.key.in_(chunk))).scalars())
-            fresh, duplicates = new_entries(records, taken)
-            now = self.now()
-            if fresh:
-                conn.execute(inbox.insert(), [
-                    {"flow": flow, "key": key, "payload": dict(record), "received_at": now}
-                    for key, record in fresh])
-            last = conn.execute(sa.select(sa.func.max(inbox.c.id))
-                                .where(inbox.c.flow == flow)).scalar()
-            return InboxReceipt(accepted=len(fresh), duplicates=duplicates,
+            mine = inbox.c.flow == flow
+            before = conn.execute(sa.select(sa.func.max(inbox.c.id)).where(mine)).scalar()
+            if rows:  # a taken key is skipped by the unique constraint itself (a retry)
+                conn.execute(_insert_new(conn.dialect.name), rows)
+            if before is not None:
+                mine = sa.and_(mine, inbox.c.id > before)
+            stored, last = conn.execute(
+                sa.select(sa.func.count(), sa.func.max(inbox.c.id)).where(mine)).one()
+            return InboxReceipt(accepted=int(stored),
+                                duplicates=repeated + len(rows) - int(stored),
                                 last_id=None if last is None else int(last))
 
         return self._db.transact(work)

@@ -900,12 +900,11 @@ class _Inbox(_Repository):
                      if r["flow"] == flow and r["key"] is not None}
             fresh, duplicates = new_entries(records, taken)
             now = self.now()
+            last = None
             for key, record in fresh:
-                entry_id = self._t.next_id("inbox")
+                last = entry_id = self._t.next_id("inbox")
                 self._t.inbox[entry_id] = {"id": entry_id, "flow": flow, "key": key,
                                            "payload": _json(dict(record)), "received_at": now}
-            last = max((r["id"] for r in self._t.inbox.values() if r["flow"] == flow),
-                       default=None)
             return InboxReceipt(accepted=len(fresh), duplicates=duplicates, last_id=last)
 
     def read(self, flow: str, after: int | None, limit: int) -> list[InboxEntry]:

@@ -432,8 +432,9 @@ class InboxEntry(Record):
 
 
 class InboxReceipt(Record):
-    """What one push stored: records new to the inbox, and those whose idempotency key
-    was already there (a retry), which were not stored again."""
+    """What one push stored: records new to the inbox, those whose idempotency key was
+    already there (a retry), which were not stored again, and the id of the last record
+    this push stored (``None``: none)."""
 
     accepted: int = 0
     duplicates: int = 0
