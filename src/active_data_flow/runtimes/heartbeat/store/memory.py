@@ -265,8 +265,9 @@ class _Flows(_Repository):
             for table in (self._t.runs, self._t.partitions):
                 for key in [k for k, r in table.items() if r["flow_id"] == row["id"]]:
                     del table[key]
-            for key in [k for k, r in self._t.letters.items() if r["flow"] == name]:
-                del self._t.letters[key]
+            for letters in (self._t.letters, self._t.inbox):
+                for key in [k for k, r in letters.items() if r["flow"] == name]:
+                    del letters[key]
             del self._t.flows[row["id"]]
 
     def get(self, name: str) -> FlowRecord:

@@ -3,7 +3,7 @@ incremental reads by id, exactly-once into a sink on the store's database, reten
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -18,6 +18,7 @@ from active_data_flow.runtimes.heartbeat.engine.inbox import (
     parse_push,
 )
 from active_data_flow.runtimes.heartbeat.store import FlowNotFound, MemoryStore, Store
+from tests.conftest import DATABASES
 from tests.integration.runtimes.heartbeat import sqlkit
 from tests.integration.runtimes.heartbeat.conftest import Clock
 
@@ -34,14 +35,14 @@ def inbox_spec(name: str, sink: dict[str, Any], **source: Any) -> dict[str, Any]
     }
 
 
-@pytest.fixture(params=["memory", "sql"])
-def any_store(request: pytest.FixtureRequest, db_url: str, clock: Clock) -> Iterator[Store]:
+@pytest.fixture(params=["memory", *DATABASES])
+def any_store(request: pytest.FixtureRequest, make_database: Callable[[str], str],
+              clock: Clock) -> Iterator[Store]:
+    """The memory store, and a SQL store on each database."""
     if request.param == "memory":
-        if not db_url.startswith("sqlite"):
-            pytest.skip("the memory store once is enough")
         yield MemoryStore(clock=clock)
         return
-    store = FlowStore(db_url, auto_upgrade=True, clock=clock)
+    store = FlowStore(make_database(request.param), auto_upgrade=True, clock=clock)
     yield store
     store.close()
 
@@ -61,6 +62,9 @@ def test_a_retried_push_stores_nothing_twice_and_reads_go_by_id(any_store: Store
     assert any_store.inbox.count("orders", entries[0].id) == 3
     with pytest.raises(FlowNotFound):
         any_store.inbox.push("nope", [(None, {"n": 1})])
+    any_store.delete_flow("orders")  # its inbox goes with it
+    any_store.create_flow(inbox_spec("orders", {"type": "memory", "config": {"name": "x"}}))
+    assert any_store.inbox.count("orders") == 0
 
 
 def test_purge_deletes_read_entries_past_their_retention_only(any_store: Store,
