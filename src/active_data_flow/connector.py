@@ -243,6 +243,12 @@ class Source(Connector):
         """How many messages a full read yields, when known cheaply (for progress bars)."""
         return None
 
+    def committed(self, position: Any) -> None:
+        """Called by the runner once the batch ending at ``position`` is durable in every
+        sink and its cursor saved. A source whose broker wants acknowledgements (a Redis
+        consumer group) acknowledges here, never earlier; one that keeps processed data
+        (an inbox) may release it. Default: nothing."""
+
     def split(self, parts: int, cursor: Any = None) -> list[Partition]:
         """Cut what is left to read after ``cursor`` into at most ``parts`` partitions.
 

@@ -231,6 +231,8 @@ class Runner:
                         sink.write_batch(out)
                 self._commit(sinks, dead, position, checkpoint)
                 _log_failures(spec, tally)
+                if position is not None:
+                    source.committed(position)
                 # The batch is durable and the cursor saved; only now does the tally move.
                 tally.read += n
                 tally.in_flight = 0

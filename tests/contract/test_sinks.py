@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import csv
 import json
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import pytest
+import redis
 
 from active_data_flow.connector import Sink
 from active_data_flow.connectors.csv import CsvSink
 from active_data_flow.connectors.jsonl import JsonLinesSink
 from active_data_flow.connectors.memory import MemorySink
+from active_data_flow.connectors.redis_stream import RedisStreamSink
 from active_data_flow.connectors.sqlalchemy import SqlAlchemySink
 from active_data_flow.testing import FaultySink, SinkContract
 from tests.contract.sql_tables import ContractRecord, SqlTable, sql_database, sql_table
@@ -150,3 +153,26 @@ class TestSqlAlchemySinkWithoutTransaction(TestSqlAlchemySink):
 
     transactional = False
     options: ClassVar[dict[str, Any]] = {"batch_size": 7, "transaction": False}
+
+
+class TestRedisStreamSink(SinkContract):
+    """XADD to the real Redis, a stream of the test's own; read back with XRANGE."""
+
+    @pytest.fixture(autouse=True)
+    def _stream(self, redis_url: str) -> Iterator[None]:
+        self.url = redis_url
+        self.stream = f"adf-contract-{uuid.uuid4().hex[:12]}"
+        yield
+        client = redis.Redis.from_url(redis_url)
+        client.delete(self.stream)
+        client.close()
+
+    def make_sink(self, tmp_path: Path) -> Sink:
+        return RedisStreamSink(url=self.url, stream=self.stream)
+
+    def read_back(self, sink: Sink) -> list[Record]:
+        client = redis.Redis.from_url(self.url, decode_responses=True)
+        try:
+            return [json.loads(fields["data"]) for _, fields in client.xrange(self.stream)]
+        finally:
+            client.close()

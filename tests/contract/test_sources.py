@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,8 @@ from active_data_flow.connectors.csv import CsvSource
 from active_data_flow.connectors.jsonl import JsonLinesSource
 from active_data_flow.connectors.memory import MemorySource
 from active_data_flow.connectors.sqlalchemy import SqlAlchemySource
+from active_data_flow.runtimes.heartbeat import FlowStore
+from active_data_flow.runtimes.heartbeat.engine.inbox import HttpInboxSource, hash_token
 from active_data_flow.testing import SourceContract
 from tests.contract.sql_tables import ContractRecord, SqlTable, sql_database, sql_table
 
@@ -84,3 +87,18 @@ class TestSqlAlchemySource(SourceContract):
     def make_source(self, records: list[Record], tmp_path: Path) -> Source:
         self.table.fill(records)
         return SqlAlchemySource(model=ContractRecord, database=self.table.url, batch_size=5)
+
+
+class TestHttpInboxSource(SourceContract):
+    """The inbox source over a SQLite flow store (a fresh one per make_source: ids restart)."""
+
+    def make_source(self, records: list[Record], tmp_path: Path) -> Source:
+        url = f"sqlite:///{tmp_path / f'inbox-{uuid.uuid4().hex[:8]}.sqlite3'}"
+        token = hash_token("contract")
+        name = "inbox"
+        with FlowStore(url, auto_upgrade=True) as store:
+            store.create_flow({"name": name, "source": {"type": "http_inbox", "config": {
+                "token_sha256": token}}, "sink": {"type": "dead_letters"}})
+            if records:
+                store.inbox.push(name, [(None, r) for r in records])
+        return HttpInboxSource(token_sha256=token, inbox=name, database=url)

@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from active_data_flow.errors import ConfigurationError
 from active_data_flow.registry import available_connectors, available_runtimes
 from active_data_flow.runtimes.heartbeat.store import FlowStore, Store
-from active_data_flow.web import metrics, ops, pages
+from active_data_flow.web import inbox, metrics, ops, pages
 from active_data_flow.web.api import flows as flows_api
 from active_data_flow.web.api import runs as runs_api
 from active_data_flow.web.api.deps import no_unknown_query
@@ -104,6 +104,7 @@ def create_app(
 
     app.include_router(ops.health_router)
     app.include_router(ops.heartbeat_router)
+    app.include_router(inbox.router)  # takes the flow's own token
     protected = APIRouter(dependencies=[Depends(_authenticated)])
     api = APIRouter(prefix="/api", dependencies=[Depends(no_unknown_query)])
     api.include_router(flows_api.router)
@@ -176,6 +177,8 @@ def build_openapi(app: FastAPI, auth: AuthHook | None) -> dict[str, Any]:
     security = doc.setdefault("components", {}).setdefault("securitySchemes", {})
     security["heartbeatToken"] = {"type": "http", "scheme": "bearer",
                                   "description": "ADF_HEARTBEAT_TOKEN"}
+    security["inboxToken"] = {"type": "http", "scheme": "bearer",
+                              "description": "the flow's inbox token (adf inbox-token)"}
     security["heartbeatTokenHeader"] = {
         "type": "apiKey", "in": "header", "name": "X-ADF-Heartbeat-Token",
         "description": "ADF_HEARTBEAT_TOKEN, for callers that cannot send a Bearer header"}
@@ -184,7 +187,7 @@ def build_openapi(app: FastAPI, auth: AuthHook | None) -> dict[str, Any]:
         security["engineAuth"] = scheme
         for path, operations in doc.get("paths", {}).items():
             for operation in operations.values():
-                if path not in ("/health", "/heartbeat"):
+                if path not in ("/health", "/heartbeat") and not path.startswith("/inbox/"):
                     operation.setdefault("security", [{"engineAuth": []}])
     return doc
 

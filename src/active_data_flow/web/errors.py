@@ -113,7 +113,8 @@ def _wants_json(request: Request) -> bool:
 
 
 def _is_page(path: str, accept: str) -> bool:
-    api = path.startswith(("/api", "/heartbeat", "/health", "/metrics", "/openapi.json"))
+    api = path.startswith(("/api", "/heartbeat", "/health", "/metrics", "/openapi.json",
+                           "/inbox/"))
     return not api and ("text/html" in accept or "*/*" in accept or not accept)
 
 

@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 _UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 #: Paths that do not take the engine's authentication (the heartbeat takes its token).
 PUBLIC_PATHS = frozenset({"/health", "/heartbeat"})
+#: Path prefixes likewise: a flow's inbox takes the flow's own token.
+PUBLIC_PREFIXES = ("/inbox/",)
 _FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
@@ -107,7 +109,8 @@ class AuthGate:
         self._dependant = get_dependant(path="", call=gate)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or route_path(scope) in PUBLIC_PATHS:
+        path = route_path(scope)
+        if scope["type"] != "http" or path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
             await self.app(scope, receive, send)
             return
         request = Request(scope)  # no receive: the hook cannot read the body
@@ -193,7 +196,7 @@ class BodyGuard:
             scope, b"transfer-encoding") is not None
         if path == "/heartbeat" or not (media or has_body):
             return None
-        if path.startswith("/api/"):
+        if path.startswith(("/api/", *PUBLIC_PREFIXES)):
             if media != "application/json":
                 return 415, "state-changing API requests take application/json (or no body)"
         elif media not in _FORMS:

@@ -26,7 +26,7 @@ from active_data_flow.web.security import same_secret
 from tests.integration.web.conftest import PASSWORD, TOKEN, USER, csrf_token, memory_spec, wait_for
 
 # Values for path parameters when walking the routes.
-SAMPLE_PARAMS = {"name": "some_flow", "run_id": "1", "filename": "adf.css"}
+SAMPLE_PARAMS = {"name": "some_flow", "flow": "some_flow", "run_id": "1", "filename": "adf.css"}
 
 
 # -- authentication ----------------------------------------------------------------------

@@ -22,14 +22,12 @@ from pydantic import Field
 
 from active_data_flow.catalog import FlowCatalog
 from active_data_flow.connector import Sink, SinkConfig
-from active_data_flow.connectors.sqlalchemy._db import engine_for
 from active_data_flow.errors import ConfigurationError
 from active_data_flow.message import Message, Untyped, as_record
 from active_data_flow.registry import register_connector, specs_trusted
-from active_data_flow.runtimes.heartbeat.engine.executor import current_run, trust
+from active_data_flow.runtimes.heartbeat.engine.executor import current_run, run_store, trust
 from active_data_flow.runtimes.heartbeat.engine.flows import flow_for
-from active_data_flow.runtimes.heartbeat.store import FlowStore, Store
-from active_data_flow.runtimes.heartbeat.store._db import resolve_url
+from active_data_flow.runtimes.heartbeat.store import Store
 from active_data_flow.runtimes.heartbeat.store.records import Record
 
 __all__ = ["DeadLetterSink", "ReplayReport", "replay"]
@@ -67,11 +65,7 @@ class DeadLetterSink(Sink):
             return
         run = current_run()
         run_id = run.run_id if run is not None else None
-        if self.config.database is None and run is not None:
-            run.store.dead_letters.add(self._pending, run_id)
-        else:  # a store on the one cached engine of that database
-            engine = engine_for(resolve_url(self.config.database), profile="store").engine
-            FlowStore(engine=engine, auto_upgrade=False).dead_letters.add(self._pending, run_id)
+        run_store(self.config.database).dead_letters.add(self._pending, run_id)
         self._pending = []
 
     def discard(self) -> None:

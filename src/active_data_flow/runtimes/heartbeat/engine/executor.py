@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from active_data_flow.catalog import FlowCatalog, catalog
+from active_data_flow.connectors.sqlalchemy._db import engine_for
 from active_data_flow.errors import (
     ConfigurationError,
     FlowRunError,
@@ -43,14 +44,16 @@ from active_data_flow.runtimes.heartbeat.store import (
     ClaimedRun,
     FlowCodeError,
     FlowRecord,
+    FlowStore,
     RunCounts,
     RunRecord,
     RunStatus,
     Store,
     StoreError,
 )
+from active_data_flow.runtimes.heartbeat.store._db import resolve_url
 
-__all__ = ["Executor", "RunContext", "current_run", "default_worker_id", "trust"]
+__all__ = ["Executor", "RunContext", "current_run", "default_worker_id", "run_store", "trust"]
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +91,17 @@ def current_run() -> RunContext | None:
     the run's store.
     """
     return _current.get()
+
+
+def run_store(database: str | None = None) -> Store:
+    """The flow store a store-backed connector (dead letters, the inbox) works with: that
+    of the run being executed, else the store at ``database`` (else ``ADF_DATABASE_URL``),
+    on the one cached engine of that database."""
+    run = current_run()
+    if database is None and run is not None:
+        return run.store
+    engine = engine_for(resolve_url(database), profile="store").engine
+    return FlowStore(engine=engine, auto_upgrade=False)
 
 
 @contextmanager

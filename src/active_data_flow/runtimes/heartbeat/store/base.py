@@ -14,6 +14,8 @@ A store is five repositories (the :class:`typing.Protocol` classes below are the
     messages a flow could not handle, for inspection and replay.
 ``workers``
     heartbeat callers and when they last beat.
+``inbox``
+    records pushed to flows over HTTP, until their ``http_inbox`` source has read them.
 
 :class:`~.sql.FlowStore` implements them on SQL databases and :class:`~.memory.MemoryStore`
 in memory; one contract test suite runs on both. A store is data access only: no threads,
@@ -45,6 +47,8 @@ from active_data_flow.runtimes.heartbeat.store.records import (
     FlowNotFound,
     FlowRecord,
     FlowStats,
+    InboxEntry,
+    InboxReceipt,
     Page,
     PartitionBusy,
     PartitionOutcome,
@@ -60,6 +64,7 @@ __all__ = [
     "MAX_TRACEBACK",
     "DeadLetterRepository",
     "FlowRepository",
+    "InboxRepository",
     "Outcome",
     "PartitionRepository",
     "RunRepository",
@@ -520,6 +525,35 @@ class WorkerRepository(Protocol):
         ...
 
 
+class InboxRepository(Protocol):
+    """Records pushed to flows over HTTP, read by their ``http_inbox`` source by id."""
+
+    def push(self, flow: str, records: Sequence[tuple[str | None, Mapping[str, Any]]],
+             ) -> InboxReceipt:
+        """Store ``(idempotency key or None, record)`` pairs for ``flow`` durably, in one
+        transaction: when it returns, they are committed. A record whose key the flow's
+        inbox already holds (a retry) is not stored again, and counts as a duplicate.
+        Pushes to one flow are serialised, so ids become visible in increasing order.
+
+        Raises:
+            FlowNotFound: no flow of that name.
+        """
+        ...
+
+    def read(self, flow: str, after: int | None, limit: int) -> list[InboxEntry]:
+        """Up to ``limit`` of the flow's entries with an id above ``after``, oldest first."""
+        ...
+
+    def count(self, flow: str, after: int | None = None) -> int:
+        """How many entries the flow's inbox holds above ``after``."""
+        ...
+
+    def purge(self, flow: str, upto: int, received_before: datetime) -> int:
+        """Delete the flow's entries up to id ``upto`` received before the given time
+        (processed and past their retention); return how many went."""
+        ...
+
+
 # -- the facade --------------------------------------------------------------------------
 class Store:
     """A flow store: its repositories, and the operations applications call.
@@ -533,6 +567,7 @@ class Store:
     partitions: PartitionRepository
     dead_letters: DeadLetterRepository
     workers: WorkerRepository
+    inbox: InboxRepository
     settings: StoreSettings
 
     # -- time ----------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from active_data_flow.runtimes.heartbeat.store.base import (
     check_trigger_cycle,
     paused_chain,
 )
-from active_data_flow.runtimes.heartbeat.store.models import dead_letters, flows, runs
+from active_data_flow.runtimes.heartbeat.store.models import dead_letters, flows, inbox, runs
 from active_data_flow.runtimes.heartbeat.store.records import (
     FlowBusy,
     FlowExists,
@@ -98,6 +98,7 @@ class SqlFlows(SqlRepository):
                 raise FlowBusy(f"flow {name!r} is running (run {live.id}); pause it and let "
                                "the run end before deleting it")
             conn.execute(dead_letters.delete().where(dead_letters.c.flow == name))
+            conn.execute(inbox.delete().where(inbox.c.flow == name))
             conn.execute(runs.delete().where(runs.c.flow_id == flow_id))
             conn.execute(flows.delete().where(flows.c.id == flow_id))
 

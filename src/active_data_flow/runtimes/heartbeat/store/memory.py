@@ -41,6 +41,7 @@ from active_data_flow.runtimes.heartbeat.store.base import (
     utcnow,
 )
 from active_data_flow.runtimes.heartbeat.store.dead_letters import letter_values
+from active_data_flow.runtimes.heartbeat.store.inbox import new_entries
 from active_data_flow.runtimes.heartbeat.store.records import (
     LIVE_STATUSES,
     TERMINAL_STATUSES,
@@ -53,6 +54,8 @@ from active_data_flow.runtimes.heartbeat.store.records import (
     FlowRecord,
     FlowStats,
     FlowStatus,
+    InboxEntry,
+    InboxReceipt,
     Page,
     PartitionBusy,
     PartitionOutcome,
@@ -89,6 +92,7 @@ class _Tables:
         self.partitions: dict[int, Row] = {}
         self.letters: dict[int, Row] = {}
         self.workers: dict[str, Row] = {}
+        self.inbox: dict[int, Row] = {}
         self._ids: dict[str, int] = {}
 
     def next_id(self, table: str) -> int:
@@ -261,8 +265,9 @@ class _Flows(_Repository):
             for table in (self._t.runs, self._t.partitions):
                 for key in [k for k, r in table.items() if r["flow_id"] == row["id"]]:
                     del table[key]
-            for key in [k for k, r in self._t.letters.items() if r["flow"] == name]:
-                del self._t.letters[key]
+            for letters in (self._t.letters, self._t.inbox):
+                for key in [k for k, r in letters.items() if r["flow"] == name]:
+                    del letters[key]
             del self._t.flows[row["id"]]
 
     def get(self, name: str) -> FlowRecord:
@@ -899,6 +904,42 @@ class _Workers(_Repository):
             return max((r["last_beat_at"] for r in self._t.workers.values()), default=None)
 
 
+class _Inbox(_Repository):
+    def push(self, flow: str, records: Sequence[tuple[str | None, Mapping[str, Any]]],
+             ) -> InboxReceipt:
+        with self._t.lock:
+            self._flow_row(flow)
+            taken = {r["key"] for r in self._t.inbox.values()
+                     if r["flow"] == flow and r["key"] is not None}
+            fresh, duplicates = new_entries(records, taken)
+            now = self.now()
+            last = None
+            for key, record in fresh:
+                last = entry_id = self._t.next_id("inbox")
+                self._t.inbox[entry_id] = {"id": entry_id, "flow": flow, "key": key,
+                                           "payload": _json(dict(record)), "received_at": now}
+            return InboxReceipt(accepted=len(fresh), duplicates=duplicates, last_id=last)
+
+    def read(self, flow: str, after: int | None, limit: int) -> list[InboxEntry]:
+        with self._t.lock:
+            rows = [r for r in self._t.inbox.values()
+                    if r["flow"] == flow and (after is None or r["id"] > after)]
+            return [InboxEntry(**r) for r in sorted(rows, key=lambda r: int(r["id"]))[:limit]]
+
+    def count(self, flow: str, after: int | None = None) -> int:
+        with self._t.lock:
+            return sum(1 for r in self._t.inbox.values()
+                       if r["flow"] == flow and (after is None or r["id"] > after))
+
+    def purge(self, flow: str, upto: int, received_before: datetime) -> int:
+        with self._t.lock:
+            gone = [i for i, r in self._t.inbox.items() if r["flow"] == flow
+                    and r["id"] <= upto and r["received_at"] < received_before]
+            for entry_id in gone:
+                del self._t.inbox[entry_id]
+            return len(gone)
+
+
 class MemoryStore(Store):
     """The flow store in this process's memory (see the module docstring).
 
@@ -919,6 +960,7 @@ class MemoryStore(Store):
         self.partitions = _Partitions(tables, self.settings)
         self.dead_letters = _DeadLetters(tables, self.settings)
         self.workers = _Workers(tables, self.settings)
+        self.inbox = _Inbox(tables, self.settings)
 
     def __repr__(self) -> str:
         return "MemoryStore()"

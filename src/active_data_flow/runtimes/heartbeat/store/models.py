@@ -20,6 +20,10 @@ Six tables, all prefixed ``adf_`` so they sit comfortably in a host application'
     its own checkpoint, status, worker, attempt and lease.
 ``adf_concurrency_locks``
     one row per concurrency key, locked while a part's claim counts the parts running.
+``adf_inbox``
+    records pushed to a flow over HTTP (``POST /inbox/{flow}``), kept until the flow's
+    ``http_inbox`` source has read them and their retention passed; an idempotency key is
+    unique per flow, so a client's retry never stores a record twice.
 
 Every timestamp is stored as naive UTC with microseconds (MariaDB's ``DATETIME`` has no
 fraction unless asked), and read back as an aware UTC ``datetime``.
@@ -52,6 +56,7 @@ __all__ = [
     "concurrency_locks",
     "dead_letters",
     "flows",
+    "inbox",
     "metadata",
     "partitions",
     "runs",
@@ -288,4 +293,20 @@ concurrency_locks = sa.Table(
     "adf_concurrency_locks",
     metadata,
     sa.Column("name", sa.String(250), primary_key=True),
+)
+
+# Records pushed over HTTP to a flow's inbox. Ids grow in commit order per flow (pushes to
+# one flow are serialised by a lock on its adf_flows row), so the flow's cursor is an id.
+inbox = sa.Table(
+    "adf_inbox",
+    metadata,
+    sa.Column("id", _Id, primary_key=True, autoincrement=True),
+    sa.Column("flow", _name(), nullable=False),
+    # The client's idempotency key (per record, or the request's key and the record's index).
+    sa.Column("key", _name(), nullable=True),
+    sa.Column("payload", _json(), nullable=False),
+    sa.Column("received_at", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint("flow", "key"),
+    sa.Index(None, "flow", "id"),
+    sqlite_autoincrement=True,
 )

@@ -31,6 +31,8 @@ __all__ = [
     "FlowState",
     "FlowStats",
     "FlowStatus",
+    "InboxEntry",
+    "InboxReceipt",
     "Page",
     "PartitionBusy",
     "PartitionOutcome",
@@ -417,3 +419,23 @@ class PartitionOutcome:
 
     partition: PartitionRecord
     run: RunRecord | None
+
+
+class InboxEntry(Record):
+    """A record pushed to a flow's inbox (see :class:`~.base.InboxRepository`)."""
+
+    id: int
+    flow: str
+    key: str | None = None
+    payload: dict[str, Any]
+    received_at: datetime
+
+
+class InboxReceipt(Record):
+    """What one push stored: records new to the inbox, those whose idempotency key was
+    already there (a retry), which were not stored again, and the id of the last record
+    this push stored (``None``: none)."""
+
+    accepted: int = 0
+    duplicates: int = 0
+    last_id: int | None = None

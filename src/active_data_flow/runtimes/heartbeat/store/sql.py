@@ -18,6 +18,7 @@ from active_data_flow.runtimes.heartbeat.store.base import (
 )
 from active_data_flow.runtimes.heartbeat.store.dead_letters import SqlDeadLetters
 from active_data_flow.runtimes.heartbeat.store.flows import SqlFlows
+from active_data_flow.runtimes.heartbeat.store.inbox import SqlInbox
 from active_data_flow.runtimes.heartbeat.store.partitions import SqlPartitions
 from active_data_flow.runtimes.heartbeat.store.runs import SqlRuns
 from active_data_flow.runtimes.heartbeat.store.workers import SqlWorkers
@@ -67,6 +68,7 @@ class FlowStore(Store):
         self.partitions = SqlPartitions(self._db, self.settings)
         self.dead_letters = SqlDeadLetters(self._db, self.settings)
         self.workers = SqlWorkers(self._db, self.settings)
+        self.inbox = SqlInbox(self._db, self.settings)
         auto = auto_upgrade if auto_upgrade is not None else self._db.backend == "sqlite"
         if auto and not self.is_current():
             self.upgrade()

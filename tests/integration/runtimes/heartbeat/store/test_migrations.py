@@ -31,7 +31,7 @@ from tests.integration.runtimes.heartbeat.conftest import memory_flow
 
 ROOT = Path(__file__).resolve().parents[5]
 TABLES = {"adf_flows", "adf_runs", "adf_dead_letters", "adf_workers", "adf_partitions",
-          "adf_concurrency_locks"}
+          "adf_concurrency_locks", "adf_inbox"}
 
 
 def schema_differences(engine: sa.Engine) -> list[Any]:
