@@ -135,6 +135,9 @@ def _beat(store: Store, executor: Executor, worker_id: str, background: Backgrou
     started_at = store.now()
     t0 = time.monotonic()
     reclaimed = store.runs.reclaim_expired()
+    # The beat runs what is due now, including the recovery runs it just created, but not
+    # what falls due while it runs (so it ends).
+    due_by = store.now()
     context = _Dispatch(executor, background is not None)
     if background is not None:
         records = []
@@ -142,7 +145,7 @@ def _beat(store: Store, executor: Executor, worker_id: str, background: Backgrou
         while free > 0 and _left(limit, context) != 0:
             before, started = len(context.claimed), len(context.here)
             settled = _claim_and_dispatch(store, executor, context, worker_id,
-                                          _cap(_left(limit, context), free), started_at)
+                                          _cap(_left(limit, context), free), due_by)
             records += settled
             if len(context.claimed) == before or _released(settled):
                 break  # nothing more is due, or a dispatch failed: the next beat retries
@@ -152,7 +155,7 @@ def _beat(store: Store, executor: Executor, worker_id: str, background: Backgrou
         claimed = context.claimed
     else:
         records = _run_due(store, executor, context, worker_id, limit, concurrency, stop,
-                           started_at)
+                           due_by)
         claimed = context.claimed
     try:
         store.workers.record_beat(worker_id, len(claimed))
