@@ -40,6 +40,7 @@ from active_data_flow.runtimes.heartbeat.store.base import (
     unschedulable,
     utcnow,
 )
+from active_data_flow.runtimes.heartbeat.store.codec import decode
 from active_data_flow.runtimes.heartbeat.store.dead_letters import letter_values
 from active_data_flow.runtimes.heartbeat.store.records import (
     LIVE_STATUSES,
@@ -810,7 +811,8 @@ class _Partitions(_Repository):
 class _DeadLetters(_Repository):
     def _record(self, row: Row) -> DeadLetter:
         values = {k: v for k, v in row.items() if k != "meta"}
-        return DeadLetter(**values, metadata=row["meta"] or {})
+        values.update(position=decode(row["position"]), message=decode(row["message"]))
+        return DeadLetter(**values, metadata=decode(row["meta"]) or {})
 
     def add(self, letters: Sequence[Mapping[str, Any]], run_id: int | None) -> None:
         with self._t.lock:
