@@ -220,9 +220,10 @@ def list_flows(status: str | None, search: str | None, limit: int, offset: int) 
 def runs(flow: str, status: str | None, limit: int, show_errors: bool) -> None:
     """Show the latest runs of FLOW, newest first."""
     with open_store() as store:
-        store.get_flow(flow)
+        on_error = store.get_flow(flow).spec.on_error
         page = store.list_runs(flow=flow, status=status, offset=0, limit=limit)
-    console.print(runs_table(page.items, title=f"Runs of {flow} ({page.total})"))
+    console.print(runs_table(page.items, title=f"Runs of {flow} ({page.total})",
+                             on_error=on_error))
     if show_errors:
         for run in page.items:
             if run.traceback:
@@ -230,8 +231,11 @@ def runs(flow: str, status: str | None, limit: int, show_errors: bool) -> None:
                 console.print(run.traceback, highlight=False, markup=False)
 
 
-def runs_table(items: Any, title: str) -> Table:
-    """A table of run records (fits 80 columns; errors fold)."""
+def runs_table(items: Any, title: str, on_error: str | None = None) -> Table:
+    """A table of run records (fits 80 columns; errors fold); with the flow's ``on_error``,
+    failed messages are counted as what became of them ("2 dead-lettered")."""
+    from active_data_flow.runtimes.heartbeat.store import failed_note
+
     table = Table(title=title, title_justify="left")
     table.add_column("run", justify="right", no_wrap=True)
     table.add_column("status", no_wrap=True)
@@ -250,7 +254,7 @@ def runs_table(items: Any, title: str) -> Table:
             str(r.id), styled(r.status), r.trigger, when(r.started_at or r.due_at),
             f"{r.duration_s:.2f}s" if r.duration_s is not None else "-",
             f"{r.read:,}", f"{r.written:,}",
-            f"[red]{r.failed:,}[/red]" if r.failed else "0", note,
+            f"[red]{failed_note(r.failed, on_error)}[/red]" if r.failed else "0", note,
         )
     return table
 

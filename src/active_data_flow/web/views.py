@@ -68,7 +68,8 @@ def replay_view(report: ReplayReport) -> dict[str, Any]:
     """A replay report with string keys (JSON objects have no integer keys)."""
     return {"replayed": list(report.replayed),
             "failed": {str(k): mask(v) for k, v in report.failed.items()},
-            "written": report.written}
+            "written": report.written, "replayed_count": report.replayed_count,
+            "failed_count": report.failed_count, "summary": report.summary}
 
 
 def beat_view(summary: BeatSummary) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from active_data_flow.runtimes.heartbeat.store.records import (
     StoreNotMigrated,
     StoreUnavailable,
     WorkerRecord,
+    failed_note,
 )
 from active_data_flow.runtimes.heartbeat.store.sql import FlowStore
 
@@ -66,4 +67,5 @@ __all__ = [
     "StoreSettings",
     "StoreUnavailable",
     "WorkerRecord",
+    "failed_note",
 ]
