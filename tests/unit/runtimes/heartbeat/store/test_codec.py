@@ -8,6 +8,7 @@ import ipaddress
 import json
 import uuid
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from hypothesis import given
@@ -82,3 +83,10 @@ def test_a_number_alone_in_a_column_is_tagged(number: Any) -> None:
     assert same(decode(json.loads(json.dumps(stored, allow_nan=False))), number)
     assert encode_column(True) is True
     assert encode_column([1]) == [1]
+
+
+def test_the_documented_example_runs() -> None:
+    docs = Path(__file__).parents[5] / "docs" / "heartbeat.md"
+    section = docs.read_text().split("### Dead letters", 1)[1].split("\n### ", 1)[0]
+    [block] = section.split("```python\n")[1:]
+    exec(compile(block.split("```", 1)[0], str(docs), "exec"), {})
