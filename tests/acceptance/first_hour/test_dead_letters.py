@@ -1,4 +1,5 @@
-"""A new user's first hour, dead letters (issue 11, items 1, 7 and the last of 14).
+"""A new user's first hour: dead letters and a Celery flow (issue 11, items 1, 6, 7 and the
+last of 14).
 
 A flow over a PostgreSQL table with a column of every everyday type (timestamps with and
 without time zone, date, time, numeric, uuid, bytea, jsonb, NaN, interval) upserts into a
@@ -15,9 +16,11 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import random
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -30,6 +33,8 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from sqlalchemy.dialects.postgresql import JSONB
 
 from tests.acceptance.web.conftest import Served, serve
+from tests.conftest import need
+from tests.integration.runtimes.celery.conftest import _delete_queue
 from tests.integration.web.conftest import PASSWORD, USER
 from tests.message_values import same
 
@@ -258,3 +263,121 @@ def test_dead_letters_keep_every_value_and_replay_says_what_happened(
     # Every value came back as it was: the copy is the table, type for type.
     assert same(table(project, "items_copy"), source)
     assert [r["ratio"] for r in source][1::2] == [r["ratio"] for r in ROWS][1::2] or True
+
+
+# -- item 6: a Celery flow, first without broker settings, then unreachable, then working --
+CELERY_FLOW = textwrap.dedent('''
+    from active_data_flow import DataFlow
+    from active_data_flow.connectors.memory import MemorySink
+    from active_data_flow.runtimes.celery import Celery
+    from active_data_flow.runtimes.celery.testing import RangeSource
+
+
+    class CeleryCopy(DataFlow):
+        source = RangeSource(start=0, stop=500)
+        sink = MemorySink(name="celery-copy")
+        runtime = Celery(interval=1, queue={queue!r}, backoff_max=1, partitions=2)
+''')
+
+BROKERS = {
+    "redis": ("redis://127.0.0.1:6379/{db}", "redis://127.0.0.1:1/0"),
+    "rabbitmq": ("amqp://guest:guest@127.0.0.1:5672//", "amqp://guest:guest@127.0.0.1:1//"),
+}
+
+
+def set_broker(project: Path, url: str | None) -> None:
+    """adf.toml: the store, the flows, and ``[celery] broker_url`` when given."""
+    store = (project / "adf.toml").read_text().split('"')[1]
+    text = f'database_url = "{store}"\nflows = "data_flows"\n'
+    if url is not None:
+        text += f'\n[celery]\nbroker_url = "{url}"\n'
+    (project / "adf.toml").write_text(text)
+
+
+def runs_of(project: Path) -> list[Any]:
+    from active_data_flow.runtimes.heartbeat import FlowStore
+
+    store = FlowStore((project / "adf.toml").read_text().split('"')[1], auto_upgrade=False)
+    try:
+        return list(reversed(store.list_runs(flow="celery_copy", limit=50).items))
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("kind", ["redis", "rabbitmq"])
+def test_a_celery_flow_reports_broker_trouble_in_one_line_and_counts_only_the_work(
+    kind: str, tmp_path: Path, make_database: Callable[[str], str],
+) -> None:
+    need(kind, "127.0.0.1:6379" if kind == "redis" else "127.0.0.1:5672")
+    queue = f"adf_t_{uuid.uuid4().hex[:12]}"
+    working, unreachable = BROKERS[kind]
+    working = working.format(db=random.randint(1, 15))
+    project = tmp_path
+    (project / "adf.toml").write_text(f'database_url = "{make_database("postgresql")}"\n')
+    set_broker(project, None)
+    (project / "data_flows").mkdir()
+    (project / "data_flows" / "celery_copy.py").write_text(CELERY_FLOW.format(queue=queue))
+    assert adf(project, "db", "upgrade").returncode == 0
+    assert adf(project, "sync").returncode == 0
+
+    # No broker settings: the run fails at once, saying where the setting goes, in one line.
+    beat = adf(project, "heartbeat")
+    assert beat.returncode == 1
+    assert "Traceback" not in beat.stdout + beat.stderr
+    [line] = [x for x in beat.stderr.splitlines() if "dispatch failed" in x]
+    assert "set broker_url under [celery] in adf.toml" in line
+    failed, following = runs_of(project)  # and the next run, scheduled as usual
+    assert (failed.status, following.status) == ("failed", "pending")
+    assert "set broker_url under [celery] in adf.toml" in (failed.error or "")
+
+    # An unreachable broker: the run stays pending with the cause, dispatched again after the
+    # flow's backoff, and waiting counts neither as an attempt nor as time.
+    set_broker(project, unreachable)
+    time.sleep(1.1)  # the next run (interval 1 s) is due
+    for _ in range(2):
+        beat = adf(project, "heartbeat")
+        assert beat.returncode == 0, beat.stdout + beat.stderr
+        assert "Traceback" not in beat.stdout + beat.stderr
+        assert len([x for x in beat.stderr.splitlines() if "dispatch failed" in x]) == 1
+        pending = runs_of(project)[-1]
+        assert pending.status == "pending"
+        assert (pending.error or "").startswith("dispatch failed, retried in 1 s: ")
+        assert (pending.attempt, pending.started_at) == (0, None)
+        time.sleep(1.1)
+
+    # Configured: the run waits in the queue (no worker yet), then a worker does the work.
+    set_broker(project, working)
+    try:
+        beat = adf(project, "heartbeat")
+        assert beat.returncode == 0, beat.stdout + beat.stderr
+        dispatched = runs_of(project)[-2 if runs_of(project)[-1].status == "pending" else -1]
+        assert dispatched.status == "running"
+        time.sleep(3)  # waiting in the queue
+        worker_started = dt.datetime.now(dt.UTC)
+        log = (project / "worker.log").open("wb")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ADF_")}
+        worker = subprocess.Popen(
+            [str(Path(sys.executable).parent / "adf"), "celery-worker", "-Q", queue,
+             "-P", "solo", "-l", "INFO"], cwd=project, env=env, stdout=log,
+            stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 90
+            while True:
+                run = next(r for r in runs_of(project) if r.id == dispatched.id)
+                if run.status not in ("pending", "running") or time.monotonic() > deadline:
+                    break
+                time.sleep(0.3)
+        finally:
+            worker.terminate()
+            worker.wait(15)
+            log.close()
+        output = (project / "worker.log").read_text()
+        assert run.status == "succeeded", output[-3000:]
+        assert (run.read, run.written, run.attempt) == (500, 500, 1)
+        assert run.started_at is not None
+        assert run.started_at >= worker_started  # the clock started with the work...
+        assert run.duration_s is not None
+        assert run.ended_at is not None
+        assert run.duration_s <= (run.ended_at - worker_started).total_seconds()  # ...not before
+    finally:
+        _delete_queue(working, queue)
