@@ -194,14 +194,15 @@ def _run_due(store: Store, executor: Executor, context: _Dispatch, worker_id: st
     while True:
         left = None if limit is None else limit - len(context.claimed)
         if (stop is None or not stop.is_set()) and (left is None or left > 0):
-            started = len(context.here)
+            started, before = len(context.here), len(context.claimed)
             records += _claim_and_dispatch(store, executor, context, worker_id,
                                            _cap(left, slots - pool.busy))
-            new = context.here[started:]
-            for claim, runtime in new:
+            for claim, runtime in context.here[started:]:
                 pool.start(claim, runtime)
-            if new and pool.busy < slots:
-                continue  # there may be more due runs: claim them while slots are free
+            # There may be more due runs: claim them while slots are free (runs handed to a
+            # queue or settled at dispatch take no slot: keep claiming until none is due).
+            if len(context.claimed) > before and pool.busy < slots:
+                continue
         if not pool.busy:
             break
         records += pool.wait_any()
@@ -272,7 +273,8 @@ def _dispatch_failed(store: Store, claim: ClaimedRun, runtime: Runtime,
 def _redispatch_delay(runtime: Runtime) -> float:
     """Seconds before a run whose dispatch failed transiently is dispatched again."""
     delay = getattr(runtime.config, "backoff_max", None)
-    return float(delay) if isinstance(delay, (int, float)) else 60.0
+    # At least a second: the beat claims due runs until none is left, not this one again.
+    return max(1.0, float(delay) if isinstance(delay, (int, float)) else 60.0)
 
 
 class _DaemonPool:

@@ -312,6 +312,19 @@ def test_a_runtime_may_hand_its_runs_to_another_executor(
 
 
 @pytest.mark.usefixtures("test_runtimes")
+def test_one_beat_hands_every_due_run_to_its_queue(
+    store: MemoryStore, executor: Executor, sink: str
+) -> None:
+    for name in ("one", "two", "three"):
+        store.create_flow(runtime_flow(name, "unit_queued", sink))
+
+    summary = beat(store, executor=executor)  # concurrency 1: queued runs take no slot
+
+    assert len(summary.dispatched) == 3
+    assert sorted(Queued.handed) == sorted(summary.claimed)
+
+
+@pytest.mark.usefixtures("test_runtimes")
 def test_a_transient_dispatch_failure_leaves_the_run_pending_uncounted(
     store: MemoryStore, executor: Executor, sink: str, caplog: pytest.LogCaptureFixture
 ) -> None:
