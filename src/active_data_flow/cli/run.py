@@ -93,6 +93,7 @@ def run_stored(name: str, as_json: bool) -> None:
             err_console.print(f"{name} is running on {pending.worker_id}; it will run again "
                               "right after that run")
             return
+        on_error = store.get_flow(name).spec.on_error
         executor = Executor(store)
         try:
             with err_console.status(f"running {name} (run {pending.id})…"):
@@ -105,7 +106,7 @@ def run_stored(name: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(record.to_dict(), default=str))
     else:
-        console.print(runs_table([record], title=f"{name}"))
+        console.print(runs_table([record], title=f"{name}", on_error={record.flow: on_error}))
         if record.error:
             err_console.print(f"[red]Error:[/red] {record.error}", highlight=False)
     if record.status == "failed":

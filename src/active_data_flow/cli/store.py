@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -229,8 +229,11 @@ def runs(flow: str | None, status: str | None, limit: int, show_errors: bool) ->
         if flow is not None:
             store.get_flow(flow)
         page = store.list_runs(flow=flow, status=status, offset=0, limit=limit)
+        on_error = {name: store.get_flow(name).spec.on_error
+                    for name in {r.flow for r in page.items if r.failed}}
     title = f"Runs of {flow} ({page.total})" if flow else f"Runs of every flow ({page.total})"
-    console.print(runs_table(page.items, title=title, show_flow=flow is None))
+    console.print(runs_table(page.items, title=title, show_flow=flow is None,
+                             on_error=on_error))
     if show_errors:
         for run in page.items:
             if run.traceback:
@@ -238,9 +241,13 @@ def runs(flow: str | None, status: str | None, limit: int, show_errors: bool) ->
                 console.print(run.traceback, highlight=False, markup=False)
 
 
-def runs_table(items: Any, title: str, *, show_flow: bool = False) -> Table:
+def runs_table(items: Any, title: str, *, show_flow: bool = False,
+               on_error: Mapping[str, str] | None = None) -> Table:
     """A table of run records (fits 80 columns; errors fold); ``show_flow`` adds a column
-    naming each run's flow (for listings of several flows)."""
+    naming each run's flow (for listings of several flows); with each flow's ``on_error``
+    (by flow name), failed messages are counted as what became of them ("2 dead-lettered")."""
+    from active_data_flow.runtimes.heartbeat.store import failed_note
+
     table = Table(title=title, title_justify="left")
     if show_flow:
         table.add_column("flow", overflow="fold")
@@ -263,7 +270,8 @@ def runs_table(items: Any, title: str, *, show_flow: bool = False) -> Table:
             str(r.id), styled(r.status), r.trigger, started,
             f"{r.duration_s:.2f}s" if r.duration_s is not None else "-",
             f"{r.read:,}", f"{r.written:,}",
-            f"[red]{r.failed:,}[/red]" if r.failed else "0", note,
+            f"[red]{failed_note(r.failed, (on_error or {}).get(r.flow))}[/red]"
+            if r.failed else "0", note,
         )
     return table
 

@@ -18,7 +18,12 @@ from active_data_flow.flow import FLOW_NAME_PATTERN
 from active_data_flow.masking import mask, unmask
 from active_data_flow.registry import available_connectors, available_runtimes
 from active_data_flow.runtimes.heartbeat.engine import deadletters
-from active_data_flow.runtimes.heartbeat.store import FlowRecord, RunNotFound
+from active_data_flow.runtimes.heartbeat.store import (
+    FlowNotFound,
+    FlowRecord,
+    RunNotFound,
+    failed_note,
+)
 from active_data_flow.runtimes.heartbeat.store import Store as FlowStore
 from active_data_flow.web.api.schemas import MAX_ID
 from active_data_flow.web.charts import run_history_svg
@@ -64,11 +69,11 @@ def render(request: Request, template: str, context: dict[str, Any],
            status_code: int = 200) -> HTMLResponse:
     """Render a page with the shared context (settings, user, CSRF token, notice)."""
     settings = request.app.state.settings
-    notice = NOTICES.get(request.query_params.get("notice", ""))
+    notice, level = _notice(request)
     user = getattr(request.state, "user", None)
     base = {"settings": settings, "user": user if isinstance(user, str) else None,
             "csrf_field": CSRF_FIELD, "csrf_token": _csrf(request).token(request),
-            "notice": notice}
+            "notice": notice, "notice_level": level}
     response: HTMLResponse = request.app.state.templates.TemplateResponse(
         request, template, {**base, **context}, status_code=status_code)
     response.headers["Cache-Control"] = "no-store"
@@ -78,6 +83,21 @@ def render(request: Request, template: str, context: dict[str, Any],
                             secure=request.url.scheme == "https",
                             path=request.scope.get("root_path") or "/")
     return response
+
+
+def _notice(request: Request) -> tuple[str | None, str]:
+    """The notice named in the query (``?notice=...``) and its level (ok, warning, error);
+    a replay's notice says how many letters were replayed and how many failed again."""
+    params = request.query_params
+    key = params.get("notice", "")
+    if key != "replayed":
+        return NOTICES.get(key), "ok"
+    counts = [params.get(name, "") for name in ("replayed", "failed")]
+    if not all(c.isdigit() and len(c) < 10 for c in counts):
+        return NOTICES[key], "ok"
+    replayed, failed = (int(c) for c in counts)
+    return (deadletters.replay_summary(replayed, failed),
+            deadletters.replay_outcome(replayed, failed))
 
 
 def _back(request: Request, route: str, notice: str, **params: Any) -> RedirectResponse:
@@ -120,7 +140,23 @@ def _dashboard_row(store: FlowStore, record: FlowRecord, late: datetime) -> dict
         if last.duration_s:
             flow["throughput"] = last.read / last.duration_s
         flow["last_read"] = last.read
+        flow["last_failed_note"] = failed_note(last.failed, record.spec.on_error)
     return flow
+
+
+def _noted(store: FlowStore, runs: list[dict[str, Any]],
+           flow: FlowRecord | None = None) -> list[dict[str, Any]]:
+    """Run views with ``failed_note``: what became of their failed messages ("3
+    dead-lettered"), by their flow's ``on_error`` (each flow read once)."""
+    policies: dict[str, str | None] = {} if flow is None else {flow.name: flow.spec.on_error}
+    for run in runs:
+        if run["failed"] and run["flow"] not in policies:
+            try:
+                policies[run["flow"]] = store.get_flow(run["flow"]).spec.on_error
+            except FlowNotFound:
+                policies[run["flow"]] = None
+        run["failed_note"] = failed_note(run["failed"], policies.get(run["flow"]))
+    return runs
 
 
 @router.get("/runs", name="page_runs", response_class=HTMLResponse)
@@ -131,8 +167,9 @@ def runs_page(
 ) -> Response:
     """Runs of every flow, newest first (failures first when filtered on them)."""
     settings = request.app.state.settings
-    page = _store(request).list_runs(status=status, offset=offset, limit=settings.page_size)
-    return render(request, "runs.html", {"runs": [run_view(r) for r in page.items],
+    store = _store(request)
+    page = store.list_runs(status=status, offset=offset, limit=settings.page_size)
+    return render(request, "runs.html", {"runs": _noted(store, [run_view(r) for r in page.items]),
                                          "page": page, "status": status})
 
 
@@ -168,7 +205,8 @@ def flow_page(request: Request, name: FlowName, offset: PageOffset = 0) -> Respo
     running = record.running_run_id is not None
     chart = [run_view(r) for r in chart_runs]
     return render(request, "flow.html", {
-        "flow": flow_view(record), "runs": [run_view(r) for r in runs.items], "page": runs,
+        "flow": flow_view(record), "page": runs,
+        "runs": _noted(store, [run_view(r) for r in runs.items], record),
         "stats": recent_stats(chart), "chart": run_history_svg(chart),
         "dead_letters": dead.total, "refresh": running,
     })
@@ -296,8 +334,10 @@ async def delete(request: Request, name: FlowName) -> Response:
              dependencies=[CsrfChecked])
 async def replay(request: Request, name: FlowName) -> Response:
     """Replay every unreplayed dead letter of the flow."""
-    await run_in_threadpool(deadletters.replay, _store(request), name, None)
-    return _back(request, "page_dead_letters", "replayed", name=name)
+    report = await run_in_threadpool(deadletters.replay, _store(request), name, None)
+    url = request.url_for("page_dead_letters", name=name).include_query_params(
+        notice="replayed", replayed=report.replayed_count, failed=report.failed_count)
+    return RedirectResponse(str(url), status_code=303)
 
 
 # -- runs and dead letters ---------------------------------------------------------------
@@ -306,7 +346,7 @@ def run_page(request: Request, run_id: Annotated[int, Path(ge=1, le=MAX_ID)]) ->
     """A run: counts, timings, cursor range, error and traceback (and partitions, when the
     store records them)."""
     store = _store(request)
-    run = run_view(store.get_run(run_id))
+    [run] = _noted(store, [run_view(store.get_run(run_id))])
     # A partitioned run (Celery runtime) has parts, when the store records them.
     parts = [partition_view(p) for p in store.list_partitions(run_id)]
     return render(request, "run.html", {"run": run, "partitions": parts,

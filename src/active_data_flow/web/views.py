@@ -19,6 +19,7 @@ from active_data_flow.runtimes.heartbeat.store import (
     PartitionRecord,
     RunRecord,
 )
+from active_data_flow.runtimes.heartbeat.store.codec import encode
 
 __all__ = [
     "beat_view",
@@ -49,8 +50,13 @@ def partition_view(record: PartitionRecord) -> dict[str, Any]:
 
 
 def dead_letter_view(record: DeadLetter) -> dict[str, Any]:
-    """A dead letter as a JSON-safe dict, masked."""
-    return mask(record.to_dict())  # type: ignore[no-any-return]
+    """A dead letter as a JSON-safe dict, masked; its message, metadata and position in
+    the store's tagged JSON (:mod:`~active_data_flow.runtimes.heartbeat.store.codec`), so
+    that no value is lost or refused on the way."""
+    data = record.model_copy(update={"message": {}, "metadata": {}, "position": None}).to_dict()
+    data.update(message=encode(record.message), metadata=encode(record.metadata),
+                position=encode(record.position))
+    return mask(data)  # type: ignore[no-any-return]
 
 
 def stats_view(stats: FlowStats) -> dict[str, Any]:
@@ -62,7 +68,8 @@ def replay_view(report: ReplayReport) -> dict[str, Any]:
     """A replay report with string keys (JSON objects have no integer keys)."""
     return {"replayed": list(report.replayed),
             "failed": {str(k): mask(v) for k, v in report.failed.items()},
-            "written": report.written}
+            "written": report.written, "replayed_count": report.replayed_count,
+            "failed_count": report.failed_count, "summary": report.summary}
 
 
 def beat_view(summary: BeatSummary) -> dict[str, Any]:

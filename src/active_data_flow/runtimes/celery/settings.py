@@ -107,7 +107,8 @@ class CelerySettings(BaseModel):
     @classmethod
     def _known_broker(cls, value: str) -> str:
         if not value:
-            raise ValueError(f"no broker URL: pass broker_url or set {BROKER_ENV}")
+            raise ValueError(f"no Celery broker URL: set broker_url under [celery] in adf.toml, "
+                             f"or {BROKER_ENV} (or pass broker_url)")
         broker_kind(value)
         return value
 

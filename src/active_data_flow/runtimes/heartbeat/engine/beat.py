@@ -17,7 +17,7 @@ from datetime import datetime
 
 from pydantic import Field
 
-from active_data_flow.errors import ConfigurationError
+from active_data_flow.errors import ConfigurationError, is_transient
 from active_data_flow.runtime import Runtime
 from active_data_flow.runtimes.heartbeat.engine.executor import Executor, trust
 from active_data_flow.runtimes.heartbeat.store import (
@@ -261,16 +261,47 @@ def _dispatch(executor: Executor, claim: ClaimedRun, context: _Dispatch) -> RunR
         else:  # runtimes that know nothing of heartbeats run here, like the heartbeat's own
             context.run_here(claim)
     except Exception as exc:
-        log.exception("run %s: dispatch through %r failed; released for the next beat",
-                      claim.run_id, runtime, extra={"action": "dispatch_failed"})
         executor.leases.release(claim)
-        try:
-            return store.runs.release(claim, reason=(
-                f"dispatch failed, released: {type(exc).__name__}: {exc}"))
-        except Exception:
-            log.exception("run %s: could not release it; it will be reclaimed", claim.run_id)
-            return None
+        return _dispatch_failed(store, claim, runtime, exc)
     return None
+
+
+def _dispatch_failed(store: Store, claim: ClaimedRun, runtime: Runtime,
+                     exc: Exception) -> RunRecord | None:
+    """A run its runtime could not dispatch (e.g. a task queue's broker is unreachable or not
+    configured): one log line, and the cause recorded on the run. A transient cause leaves it
+    pending, dispatched again after the runtime's ``backoff_max`` (the failed claim does not
+    count as an attempt, nor start the run's clock); a permanent one fails the run."""
+    name = claim.flow.name
+    cause = f"{type(exc).__name__}: {exc}"
+    try:
+        if is_transient(exc):
+            delay = _redispatch_delay(runtime)
+            log.warning("run %s of %s: dispatch failed (%s); still pending, dispatched again "
+                        "in %.0f s", claim.run_id, name, cause, delay,
+                        extra={"action": "dispatch_failed", "run_id": claim.run_id})
+            return store.runs.release(
+                claim, reason=f"dispatch failed, retried in {delay:.0f} s: {cause}",
+                retry_in=delay, unclaim=True)
+        log.error("run %s of %s: dispatch failed, run failed: %s", claim.run_id, name, cause,
+                  extra={"action": "dispatch_failed", "run_id": claim.run_id})
+        text = f"flow {name!r}: its run could not be dispatched: {cause}"
+        error: Exception | str = ConfigurationError(text, option=exc.option) if isinstance(
+            exc, ConfigurationError) else text
+        return store.runs.finish(claim, RunStatus.FAILED, RunCounts(), duration_s=0.0,
+                                 error=error)
+    except Exception as again:
+        log.error("run %s of %s: dispatch failed (%s) and could not be recorded (%s: %s); "
+                  "it will be reclaimed", claim.run_id, name, cause, type(again).__name__,
+                  again, extra={"action": "dispatch_failed", "run_id": claim.run_id})
+        return None
+
+
+def _redispatch_delay(runtime: Runtime) -> float:
+    """Seconds before a run whose dispatch failed transiently is dispatched again."""
+    delay = getattr(runtime.config, "backoff_max", None)
+    # At least a second: the beat claims due runs until none is left, not this one again.
+    return max(1.0, float(delay) if isinstance(delay, (int, float)) else 60.0)
 
 
 class _DaemonPool:

@@ -16,9 +16,9 @@ fixed)::
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, computed_field
 
 from active_data_flow.catalog import FlowCatalog
 from active_data_flow.connector import Sink, SinkConfig
@@ -30,7 +30,7 @@ from active_data_flow.runtimes.heartbeat.engine.flows import flow_for
 from active_data_flow.runtimes.heartbeat.store import Store
 from active_data_flow.runtimes.heartbeat.store.records import Record
 
-__all__ = ["DeadLetterSink", "ReplayReport", "replay"]
+__all__ = ["DeadLetterSink", "ReplayReport", "replay", "replay_outcome", "replay_summary"]
 
 
 @register_connector("dead_letters")
@@ -78,6 +78,53 @@ class ReplayReport(Record):
     replayed: list[int] = Field(default_factory=list)
     failed: dict[int, str] = Field(default_factory=dict)
     written: int = 0
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def replayed_count(self) -> int:
+        """How many dead letters were replayed (written, and marked replayed)."""
+        return len(self.replayed)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def failed_count(self) -> int:
+        """How many dead letters failed again (kept, with the new error)."""
+        return len(self.failed)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def summary(self) -> str:
+        """The report in one line, e.g. "Replayed 3 dead letters; 2 failed again."."""
+        return replay_summary(self.replayed_count, self.failed_count)
+
+    @property
+    def outcome(self) -> Literal["ok", "warning", "error"]:
+        """``error`` when every replay failed, ``warning`` when some did, else ``ok``."""
+        return replay_outcome(self.replayed_count, self.failed_count)
+
+
+def replay_summary(replayed: int, failed: int) -> str:
+    """What a replay did in one line, from its counts."""
+    if not replayed and not failed:
+        return "No dead letters to replay."
+    if not failed:
+        return f"Replayed {_letters(replayed)}."
+    if not replayed:
+        return (f"Replay failed: all {_letters(failed)} failed again "
+                "(each keeps its new error).")
+    return (f"Replayed {_letters(replayed)}; {failed:,} failed again "
+            "(each keeps its new error).")
+
+
+def replay_outcome(replayed: int, failed: int) -> Literal["ok", "warning", "error"]:
+    """``error`` when every replay failed, ``warning`` when some did, else ``ok``."""
+    if not failed:
+        return "ok"
+    return "warning" if replayed else "error"
+
+
+def _letters(n: int) -> str:
+    return f"{n:,} dead letter{'' if n == 1 else 's'}"
 
 
 def replay(store: Store, flow: str, ids: Iterable[int] | None = None, *,

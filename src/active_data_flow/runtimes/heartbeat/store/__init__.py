@@ -37,6 +37,7 @@ from active_data_flow.runtimes.heartbeat.store.records import (
     StoreNotMigrated,
     StoreUnavailable,
     WorkerRecord,
+    failed_note,
 )
 from active_data_flow.runtimes.heartbeat.store.sql import FlowStore
 
@@ -70,4 +71,5 @@ __all__ = [
     "StoreSettings",
     "StoreUnavailable",
     "WorkerRecord",
+    "failed_note",
 ]

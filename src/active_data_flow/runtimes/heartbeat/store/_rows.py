@@ -9,6 +9,7 @@ from sqlalchemy.engine import Row
 
 from active_data_flow.flow import FlowSpec
 from active_data_flow.runtimes.heartbeat.schedule import interval_of
+from active_data_flow.runtimes.heartbeat.store.codec import decode
 from active_data_flow.runtimes.heartbeat.store.models import flows, runs
 from active_data_flow.runtimes.heartbeat.store.records import (
     DeadLetter,
@@ -78,10 +79,12 @@ def run_record(row: AnyRow) -> RunRecord:
 
 
 def dead_letter_record(row: AnyRow) -> DeadLetter:
-    """A DeadLetter from a row of ``adf_dead_letters``."""
+    """A DeadLetter from a row of ``adf_dead_letters`` (message, metadata and position
+    decoded from their tagged JSON)."""
     m = row._mapping
-    return DeadLetter.model_construct(
-        **{name: m[name] for name in _LETTER_COLUMNS}, metadata=m["meta"] or {})
+    values = {name: m[name] for name in _LETTER_COLUMNS}
+    values.update(position=decode(m["position"]), message=decode(m["message"]))
+    return DeadLetter.model_construct(**values, metadata=decode(m["meta"]) or {})
 
 
 def worker_record(row: AnyRow) -> WorkerRecord:

@@ -404,8 +404,12 @@ class RunRepository(Protocol):
         ...
 
     def release(self, claim: ClaimedRun, counts: RunCounts | None = None, *,
-                reason: str) -> RunRecord | None:
-        """Give a held run back, pending and due now (cancelled if the flow is paused)."""
+                reason: str, retry_in: float = 0.0,
+                unclaim: bool = False) -> RunRecord | None:
+        """Give a held run back, pending and due in ``retry_in`` seconds (cancelled if the
+        flow is paused), ``reason`` as its error. ``unclaim``: the claim did no work (its
+        dispatch failed), so it does not count: the attempt goes back down, and a run never
+        started before is not started (no ``started_at``)."""
         ...
 
     def reclaim_expired(self, *, limit: int = 100) -> list[int]:

@@ -12,6 +12,7 @@ from sqlalchemy.engine import Connection
 from active_data_flow.runtimes.heartbeat.store._rows import dead_letter_record
 from active_data_flow.runtimes.heartbeat.store._shared import SqlRepository
 from active_data_flow.runtimes.heartbeat.store.base import MAX_ERROR, check_page, truncate
+from active_data_flow.runtimes.heartbeat.store.codec import encode, encode_column
 from active_data_flow.runtimes.heartbeat.store.models import dead_letters
 from active_data_flow.runtimes.heartbeat.store.records import DeadLetter, Page
 
@@ -21,16 +22,18 @@ __all__ = ["SqlDeadLetters", "letter_values"]
 def letter_values(letter: Mapping[str, Any], run_id: int | None,
                   now: datetime) -> dict[str, Any]:
     """The stored fields of a dead letter (as :func:`active_data_flow.runner.dead_letter`
-    makes them): bounded texts, a mapping message, a known failure time."""
+    makes them): bounded texts, a mapping message, a known failure time; the message, its
+    metadata and position in tagged JSON (:mod:`.codec`), so that replay gets them back as
+    they were."""
     message = letter.get("message")
     return {
         "flow": str(letter.get("flow") or "?")[:200],
         "run_id": run_id,
-        "position": letter.get("position"),
+        "position": encode_column(letter.get("position")),
         "error_type": str(letter["error_type"])[-200:] if letter.get("error_type") else None,
         "error": truncate(str(letter.get("error") or ""), MAX_ERROR),
-        "message": message if isinstance(message, Mapping) else {"value": message},
-        "meta": letter.get("metadata") or None,
+        "message": encode(message if isinstance(message, Mapping) else {"value": message}),
+        "meta": encode(letter.get("metadata")) or None,
         "failed_at": _parse_time(letter.get("failed_at")) or now,
         "replay_attempts": 0,
     }

@@ -40,6 +40,7 @@ from active_data_flow.runtimes.heartbeat.store.base import (
     unschedulable,
     utcnow,
 )
+from active_data_flow.runtimes.heartbeat.store.codec import decode
 from active_data_flow.runtimes.heartbeat.store.dead_letters import letter_values
 from active_data_flow.runtimes.heartbeat.store.inbox import new_entries
 from active_data_flow.runtimes.heartbeat.store.records import (
@@ -515,7 +516,8 @@ class _Runs(_Repository):
             return self._run_record(run)
 
     def release(self, claim: ClaimedRun, counts: RunCounts | None = None, *,
-                reason: str) -> RunRecord | None:
+                reason: str, retry_in: float = 0.0,
+                unclaim: bool = False) -> RunRecord | None:
         with self._t.lock:
             run = self._held(claim)
             if run is None:
@@ -524,7 +526,11 @@ class _Runs(_Repository):
             if self._t.flows[run["flow_id"]]["status"] == FlowStatus.PAUSED.value:
                 run.update(status=RunStatus.CANCELLED.value, ended_at=now)
             else:
-                run.update(status=_PENDING, due_at=now)
+                run.update(status=_PENDING, due_at=now + timedelta(seconds=retry_in))
+            if unclaim:
+                run.update(attempt=max(run["attempt"] - 1, 0))
+                if claim.attempt <= 1:
+                    run.update(started_at=None, cursor_start=None)
             run.update(claim_token=None, heartbeat_at=now, lease_expires_at=None, error=reason,
                        error_type=None, **(counts.values() if counts else {}))
             return self._run_record(run)
@@ -652,7 +658,7 @@ class _Partitions(_Repository):
                     "lease_expires_at": None, "ended_at": None, **dict.fromkeys(_COUNTS, 0),
                     "duration_s": None, "error_type": None, "error": None, "traceback": None,
                     "created_at": now}
-            run.update(cursor_start=_json(cursor_start), heartbeat_at=now,
+            run.update(cursor_start=_json(cursor_start), heartbeat_at=now, started_at=now,
                        lease_expires_at=now + timedelta(seconds=hold_seconds))
             return ids
 
@@ -817,7 +823,8 @@ class _Partitions(_Repository):
 class _DeadLetters(_Repository):
     def _record(self, row: Row) -> DeadLetter:
         values = {k: v for k, v in row.items() if k != "meta"}
-        return DeadLetter(**values, metadata=row["meta"] or {})
+        values.update(position=decode(row["position"]), message=decode(row["message"]))
+        return DeadLetter(**values, metadata=decode(row["meta"]) or {})
 
     def add(self, letters: Sequence[Mapping[str, Any]], run_id: int | None) -> None:
         with self._t.lock:

@@ -78,6 +78,7 @@ class SqlPartitions(SqlRepository):
 
         Idempotent: when the run already has parts (a redelivered task), nothing is added
         and the ids of those not yet ended are returned. ``None``: the run's claim is gone.
+        The run's ``started_at`` becomes now: its duration counts the work, not the queue.
         """
         def work(conn: Connection) -> list[int] | None:
             now = self.now()
@@ -97,8 +98,10 @@ class SqlPartitions(SqlRepository):
                     attempt=0, concurrency_limit=concurrency_limit,
                     concurrency_group=concurrency_group, group_limit=group_limit,
                     hold_seconds=hold_seconds, created_at=now))
+            # The work starts now, on a worker: the run's time waiting in the queue since the
+            # heartbeat claimed it is not part of its duration.
             conn.execute(runs.update().where(*_run_guard(claim.run_id, claim.token)).values(
-                cursor_start=cursor_start, heartbeat_at=now,
+                cursor_start=cursor_start, heartbeat_at=now, started_at=now,
                 lease_expires_at=now + timedelta(seconds=hold_seconds)))
             return list(conn.execute(sa.select(partitions.c.id).where(
                 partitions.c.run_id == claim.run_id).order_by(partitions.c.part)).scalars())

@@ -46,6 +46,7 @@ __all__ = [
     "StoreNotMigrated",
     "StoreUnavailable",
     "WorkerRecord",
+    "failed_note",
 ]
 
 T = TypeVar("T")
@@ -294,6 +295,16 @@ class DeadLetter(Record):
     replayed_at: datetime | None = None
     replay_error: str | None = None
     replay_attempts: int = 0
+
+
+def failed_note(failed: int, on_error: str | None) -> str | None:
+    """What became of a run's failed messages, in words (``"3 dead-lettered"``, ``"3
+    skipped"``), or None when none failed: a run that succeeded with failed messages says so
+    wherever it is shown (the web pages, ``adf runs``)."""
+    if not failed:
+        return None
+    word = {"dead_letter": "dead-lettered", "skip": "skipped"}.get(on_error or "", "failed")
+    return f"{failed:,} {word}"
 
 
 class WorkerRecord(Record):

@@ -288,7 +288,8 @@ class SqlRuns(SqlRepository):
         raise lost(claim)
 
     def release(
-        self, claim: ClaimedRun, counts: RunCounts | None = None, *, reason: str
+        self, claim: ClaimedRun, counts: RunCounts | None = None, *, reason: str,
+        retry_in: float = 0.0, unclaim: bool = False,
     ) -> RunRecord | None:
         def work(conn: Connection) -> bool:
             now = self.now()
@@ -298,7 +299,11 @@ class SqlRuns(SqlRepository):
                 values: dict[str, Any] = {"status": RunStatus.CANCELLED.value,
                                           "live_flow_id": None, "ended_at": now}
             else:
-                values = {"status": _PENDING, "due_at": now}
+                values = {"status": _PENDING, "due_at": now + timedelta(seconds=retry_in)}
+            if unclaim:
+                values["attempt"] = runs.c.attempt - 1  # a claim counted it (>= 1)
+                if claim.attempt <= 1:  # this claim started it: it has not started
+                    values.update(started_at=None, cursor_start=None)
             return bool(conn.execute(runs.update().where(*_guard(claim)).values(
                 claim_token=None, heartbeat_at=now, lease_expires_at=None, error=reason,
                 error_type=None, **values, **(counts.values() if counts else {}))).rowcount)

@@ -3,6 +3,7 @@ through its runtime, and execute them here (in threads, or in background runs)."
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -14,6 +15,7 @@ from active_data_flow import DataFlow
 from active_data_flow import registry as registry_module
 from active_data_flow.catalog import FlowCatalog
 from active_data_flow.connectors.memory import MemorySink, MemorySource
+from active_data_flow.errors import ConfigurationError
 from active_data_flow.flow import FlowSpec
 from active_data_flow.message import Message
 from active_data_flow.runtimes.heartbeat import Heartbeat
@@ -293,9 +295,10 @@ class Broken(Heartbeat):
     """A runtime whose dispatch fails (its broker is down)."""
 
     type_name: ClassVar[str] = "unit_broken"
+    error: ClassVar[Exception] = ConnectionError("broker down")
 
     def dispatch(self, claim: ClaimedRun, context: Any) -> None:
-        raise RuntimeError("broker down")
+        raise type(self).error
 
 
 @pytest.fixture
@@ -304,6 +307,7 @@ def test_runtimes(monkeypatch: pytest.MonkeyPatch) -> None:
     for runtime in (Queued, Broken):
         monkeypatch.setitem(registry_module._runtimes, runtime.type_name, runtime)
     Queued.handed.clear()
+    Broken.error = ConnectionError("broker down")
 
 
 def runtime_flow(name: str, runtime_type: str, sink: str) -> FlowSpec:
@@ -327,10 +331,24 @@ def test_a_runtime_may_hand_its_runs_to_another_executor(
 
 
 @pytest.mark.usefixtures("test_runtimes")
-def test_a_failing_dispatch_releases_the_run_for_the_next_beat(
+def test_one_beat_hands_every_due_run_to_its_queue(
     store: MemoryStore, executor: Executor, sink: str
 ) -> None:
+    for name in ("one", "two", "three"):
+        store.create_flow(runtime_flow(name, "unit_queued", sink))
+
+    summary = beat(store, executor=executor)  # concurrency 1: queued runs take no slot
+
+    assert len(summary.dispatched) == 3
+    assert sorted(Queued.handed) == sorted(summary.claimed)
+
+
+@pytest.mark.usefixtures("test_runtimes")
+def test_a_transient_dispatch_failure_leaves_the_run_pending_uncounted(
+    store: MemoryStore, executor: Executor, sink: str, caplog: pytest.LogCaptureFixture
+) -> None:
     store.create_flow(runtime_flow("broken", "unit_broken", sink))
+    caplog.set_level(logging.INFO)
 
     summary = beat(store, executor=executor)
 
@@ -338,8 +356,35 @@ def test_a_failing_dispatch_releases_the_run_for_the_next_beat(
     assert summary.interrupted == [run_id]
     run = store.get_run(run_id)
     assert (run.status, run.error) == (
-        "pending", "dispatch failed, released: RuntimeError: broker down")
+        "pending", "dispatch failed, retried in 60 s: ConnectionError: broker down")
+    # The claim did no work: no attempt counted, no start time (the clock starts with work).
+    assert (run.attempt, run.started_at) == (0, None)
+    assert run.due_at >= store.now() + timedelta(seconds=59)  # not claimed again every beat
+    assert beat(store, executor=executor).claimed == []
     assert executor.leases.held() == []
+    [line] = [r for r in caplog.records if r.name.endswith("beat")]
+    assert (line.levelname, line.exc_info) == ("WARNING", None)  # one line, no traceback
+    assert "dispatch failed (ConnectionError: broker down); still pending" in line.getMessage()
+
+
+@pytest.mark.usefixtures("test_runtimes")
+def test_a_permanent_dispatch_failure_fails_the_run_with_its_cause(
+    store: MemoryStore, executor: Executor, sink: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    Broken.error = ConfigurationError("no Celery broker URL", option="broker_url")
+    store.create_flow(runtime_flow("broken", "unit_broken", sink))
+
+    summary = beat(store, executor=executor)
+
+    [run_id] = summary.failed
+    run = store.get_run(run_id)
+    assert run.status == "failed"
+    assert run.error == ("flow 'broken': its run could not be dispatched: "
+                         "ConfigurationError: no Celery broker URL")
+    assert str(run.error_type).endswith("ConfigurationError")
+    [line] = [r for r in caplog.records if r.name.endswith("beat")]
+    assert (line.levelname, line.exc_info) == ("ERROR", None)
+    assert store.get_flow("broken").next_run_at is not None  # the schedule goes on
 
 
 def test_a_run_whose_runtime_cannot_be_built_fails_in_the_beat(
