@@ -59,4 +59,4 @@ class ContractRecord(models.Model):
     """The contract's records: ``{"id": int, "name": str | None}``."""
 
     id = models.BigIntegerField(primary_key=True)
-    name = models.TextField(null=True)
+    name = models.TextField(null=True, blank=True)

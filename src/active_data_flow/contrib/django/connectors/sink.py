@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+import django
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, DataError, IntegrityError, connections, models, router
 from django.db import transaction as db_transaction
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 Record = dict[str, Any]
 _PLAIN = (dict, Row, Untyped)
 # Errors one bad record can cause in a statement: find that record and isolate it.
+_HAS_CONSTRAINT_CHECKS = django.VERSION >= (4, 1)
 _RECORD_ERRORS = (IntegrityError, DataError, ValidationError, ValueError, TypeError)
 
 
@@ -287,7 +289,7 @@ class DjangoSink(Sink):
         if obj is None:
             obj = self._model(**record)
             if not cfg.skip_validations:
-                obj.full_clean()
+                self._clean(obj)
             if cfg.skip_callbacks:
                 manager.bulk_create([obj])
             else:
@@ -301,13 +303,21 @@ class DjangoSink(Sink):
         for f in fields:
             setattr(obj, f.attname, record.get(f.attname, record.get(f.name)))
         if not cfg.skip_validations:
-            obj.full_clean()
+            self._clean(obj)
         names_ = [f.name for f in fields]
         if cfg.skip_callbacks:
             manager.filter(pk=obj.pk).update(**{n: getattr(obj, self._fields[n].attname)
                                                 for n in names_})
         else:
             obj.save(using=self.alias, update_fields=names_)
+
+    def _clean(self, obj: models.Model) -> None:
+        """``full_clean()``. Django checks unique fields and constraints with queries on the
+        router's database: writing elsewhere, the database enforces them (a refused record
+        all the same)."""
+        here = self.alias == router.db_for_read(self._model)
+        obj.full_clean(validate_unique=here, **({"validate_constraints": here}
+                                                 if _HAS_CONSTRAINT_CHECKS else {}))
 
     def _key(self, record: Record) -> Any:
         values = tuple(record.get(f, record.get(self._fields[f].attname)) if f in self._fields
