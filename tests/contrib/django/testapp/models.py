@@ -60,3 +60,22 @@ class ContractRecord(models.Model):
 
     id = models.BigIntegerField(primary_key=True)
     name = models.TextField(null=True, blank=True)
+
+
+class Person(models.Model):
+    """The table contract's source table."""
+
+    id = models.BigIntegerField(primary_key=True)
+    email = models.CharField(max_length=120, unique=True)
+    name = models.CharField(max_length=80, null=True, blank=True)
+    score = models.DecimalField(max_digits=10, decimal_places=2, default=0)
+    updated_at = models.DateTimeField()
+
+
+class Contact(models.Model):
+    """The table contract's sink table: a unique, validated email."""
+
+    id = models.BigIntegerField(primary_key=True)
+    email = models.CharField(max_length=120, unique=True, validators=[_email])
+    name = models.CharField(max_length=20, null=True, blank=True)
+    score = models.DecimalField(max_digits=10, decimal_places=2, default=0)

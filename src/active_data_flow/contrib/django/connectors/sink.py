@@ -295,7 +295,9 @@ class DjangoSink(Sink):
             else:
                 obj.save(using=self.alias, force_insert=True)
             return
-        fields = [self._fields[k] for k in record if self._fields[k].name not in self._unique_by]  # type: ignore[operator]
+        unique = self._unique_by or ()
+        fields = [self._fields[k] for k in record
+                  if self._fields[k].name not in unique and not self._fields[k].primary_key]
         if self._update_only is not None:
             fields = [f for f in fields if f.name in self._update_only]
         if not fields:
