@@ -59,7 +59,7 @@ class TableSourceContract:
 
     @staticmethod
     def _ids(messages: list[Message]) -> list[int]:
-        return [m["id"] for m in messages]  # type: ignore[index]
+        return [m["id"] for m in messages]
 
     # -- tests ---------------------------------------------------------------------------
     def test_where_filters_on_a_fields_value(self) -> None:
@@ -91,7 +91,8 @@ class TableSourceContract:
         first = self._read(source)
         assert self._ids(first) == list(range(1, 13))
         position = first[3].position
-        assert isinstance(position, list) and len(position) == 2
+        assert isinstance(position, list)
+        assert len(position) == 2
         assert self._ids(self._read(self.people_source(
             cursor_column=["updated_at", "id"], batch_size=2), position)) == list(range(5, 13))
         self.fill_people([*rows, {"id": 13, "email": "late@example.com", "name": None,
@@ -136,7 +137,9 @@ class TableSourceContract:
             try:
                 self.people_source(**options)
             except ConfigurationError as exc:
-                assert exc.option == option, (options, exc)
+                if exc.option != option:
+                    raise AssertionError(f"{options}: the error names {exc.option!r}, not "
+                                         f"{option!r}: {exc}") from exc
             else:
                 raise AssertionError(f"{options} was accepted")
 
@@ -210,7 +213,8 @@ class TableSinkContract:
         sink.close()
         assert [r[0] for r in self._rows()] == [1, 2, 4]
         assert [r.key for r in rejected] == [3]
-        assert "3" in str(rejected[0]) and rejected[0].record is not None
+        assert "3" in str(rejected[0])
+        assert rejected[0].record is not None
 
     def test_a_refused_record_rolls_the_whole_flush_back_without_on_reject(self) -> None:
         self.fill_contacts([self._contact(1)])
@@ -219,7 +223,8 @@ class TableSinkContract:
         try:
             sink.flush()
         except RecordRejected as exc:
-            assert exc.key == 3
+            if exc.key != 3:
+                raise AssertionError(f"the rejection names {exc.key!r}, not 3") from exc
         else:
             raise AssertionError("a duplicate email was accepted")
         sink.discard()
@@ -250,6 +255,8 @@ class TableSinkContract:
             try:
                 self._sink(**options)
             except ConfigurationError as exc:
-                assert exc.option == option, (options, exc)
+                if exc.option != option:
+                    raise AssertionError(f"{options}: the error names {exc.option!r}, not "
+                                         f"{option!r}: {exc}") from exc
             else:
                 raise AssertionError(f"{options} was accepted")
