@@ -74,5 +74,21 @@ DATABASES = {
         "TEST": {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"},
     },
 }
+# A process started by a test (manage.py adf ...) gets its default database as a URL.
+if os.environ.get("ADF_DJANGO_DEFAULT_URL"):
+    from sqlalchemy.engine import make_url
+
+    _url = make_url(os.environ["ADF_DJANGO_DEFAULT_URL"])
+    _backend = _url.get_backend_name()
+    DATABASES = {"default": {
+        "ENGINE": {"sqlite": "django.db.backends.sqlite3",
+                   "postgresql": "django.db.backends.postgresql"}.get(
+                       _backend, "django.db.backends.mysql"),
+        "NAME": _url.database or "", "USER": _url.username or "",
+        "PASSWORD": _url.password or "", "HOST": _url.host or "",
+        "PORT": str(_url.port or ""),
+        "OPTIONS": {"charset": "utf8mb4"} if _backend in ("mysql", "mariadb") else {},
+    }}
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 ACTIVE_DATA_FLOW = {"DATABASE": "default", "MODELS": ["testapp.*"]}
