@@ -29,6 +29,8 @@ USE_TZ = True
 TIME_ZONE = "UTC"
 ALLOWED_HOSTS = ["*"]
 ROOT_URLCONF = "tests.contrib.django.urls"
+LOGIN_URL = "/admin/login/"
+STATIC_URL = "/static/"
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",

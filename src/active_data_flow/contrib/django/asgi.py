@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import quote
 
 from django.conf import settings as django_settings
+from fastapi import HTTPException, Request
 
 from active_data_flow.contrib.django import conf
 
@@ -37,11 +38,10 @@ ASGIApp = Callable[[Scope, Any, Any], Awaitable[None]]
 def django_staff(*, login_url: str | None = None) -> Callable[..., str]:
     """A FastAPI dependency: the Django user of the request's session cookie, if staff.
 
+    (FastAPI resolves the hook's annotations at import: ``Request`` is imported at the top.)
     Raises ``HTTPException``: 303 to the login page for a page request without a session,
     401 for an API request without one, 403 for a user who is not active staff.
     """
-    from fastapi import HTTPException, Request
-
     def authenticate(request: Request) -> str:
         from django.contrib.auth import get_user
         from django.db import close_old_connections
