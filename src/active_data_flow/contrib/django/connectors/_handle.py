@@ -27,7 +27,9 @@ class _Result:
 
 @functools.cache
 def _dialect(url: URL) -> Dialect:
-    return sa.create_mock_engine(url, executor=lambda *a, **k: None).dialect
+    # Django's cursors take "%s" placeholders on every backend (SQLite's converts them).
+    return sa.create_mock_engine(url, executor=lambda *a, **k: None,
+                                 paramstyle="format").dialect
 
 
 class DjangoTransaction:
@@ -45,8 +47,7 @@ class DjangoTransaction:
         params = compiled.construct_params()
         processors = compiled._bind_processors
         values = {k: (processors[k](v) if k in processors else v) for k, v in params.items()}
-        args: Any = ([values[k] for k in compiled.positiontup] if compiled.positional
-                     else values)
+        args = [values[k] for k in compiled.positiontup or ()]
         with connections[self.alias].cursor() as cursor:
             cursor.execute(str(compiled), args)
             return _Result(cursor.rowcount)

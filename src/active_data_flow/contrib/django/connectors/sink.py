@@ -194,26 +194,45 @@ class DjangoSink(Sink):
             del self._buffer[:len(records)]
 
     def _transaction(self, records: list[Record], hook: Callable[[Any], bool] | None) -> bool:
+        """Write ``records`` (and run ``hook``) in one ``atomic`` block.
+
+        The first try writes without savepoints; if a record makes a statement fail, the
+        block rolls back and the batch is written again with each statement in a savepoint,
+        to find the refused records (reported, or raised under the ``fail`` policy).
+        Without ``transaction`` every statement is its own transaction, so the batch is
+        written that way at once.
+        """
+        last: Any = None
         for record in records:
-            self._check_fields(record)
-        rejected: list[RecordRejected] = []
+            keys = record.keys()
+            if keys != last:
+                self._check_fields(record)
+                last = keys
         alias = self.alias
-        try:
-            if self.config.transaction:
-                with db_transaction.atomic(using=alias):
-                    self._write(records, rejected)
-                    result = bool(hook(DjangoTransaction(alias))) if hook is not None else False
-            else:
-                self._write(records, rejected)
-                result = False
-        except RecordRejected:
-            raise
-        except DatabaseError as exc:
-            raise SinkError(f"sink ({alias}): writing {self._model._meta.label} records "
-                            f"failed: {type(exc).__name__}: {exc}") from exc
-        for rejection in rejected:
-            self.reject(rejection)
-        return result
+        isolate = not self.config.transaction
+        while True:
+            rejected: list[RecordRejected] = []
+            try:
+                if self.config.transaction:
+                    with db_transaction.atomic(using=alias):
+                        self._write(records, rejected, isolate)
+                        result = bool(hook(DjangoTransaction(alias))) if hook else False
+                else:
+                    self._write(records, rejected, isolate)
+                    result = False
+            except RecordRejected:
+                raise
+            except _RECORD_ERRORS:
+                if isolate:
+                    raise
+                isolate = True  # rolled back: find the refused records
+                continue
+            except DatabaseError as exc:
+                raise SinkError(f"sink ({alias}): writing {self._model._meta.label} records "
+                                f"failed: {type(exc).__name__}: {exc}") from exc
+            for rejection in rejected:
+                self.reject(rejection)
+            return result
 
     def _check_fields(self, record: Record) -> None:
         unknown = [k for k in record if k not in self._fields]
@@ -230,7 +249,8 @@ class DjangoSink(Sink):
                                 f"upsert key field(s) {', '.join(map(repr, missing))}")
 
     # -- writing -------------------------------------------------------------------------
-    def _write(self, records: list[Record], rejected: list[RecordRejected]) -> None:
+    def _write(self, records: list[Record], rejected: list[RecordRejected],
+               isolate: bool) -> None:
         if self.config.batch_size == 1:
             for record in records:
                 self._guarded(functools.partial(self._save_one, record), [record], rejected)
@@ -240,7 +260,10 @@ class DjangoSink(Sink):
         size = self.config.batch_size
         for start in range(0, len(records), size):
             chunk = records[start:start + size]
-            self._guarded(functools.partial(self._bulk, chunk), chunk, rejected)
+            if isolate:
+                self._guarded(functools.partial(self._bulk, chunk), chunk, rejected)
+            else:
+                self._bulk(chunk)
 
     def _guarded(self, write: Callable[[], None], records: list[Record],
                  rejected: list[RecordRejected]) -> None:
