@@ -155,12 +155,31 @@ class DjangoSource(Source):
                     self._nest(message, values)
                     message.position = fixed
                     yield message
+        plain = self._plain_index()
         for rows in self._pages(after, None, remaining):
-            for values in rows:
-                message = Row(zip(keys, values[:len(keys)]))  # noqa: B905
-                self._nest(message, values)
-                message.position = self._position(values)
-                yield message
+            if self._includes:
+                for values in rows:
+                    message = Row(zip(keys, values[:len(keys)]))  # noqa: B905
+                    self._nest(message, values)
+                    message.position = self._position(values)
+                    yield message
+            elif plain is not None:  # the hot loop: an integer key, positions as they are
+                for values in rows:
+                    message = Row(zip(keys, values))  # noqa: B905
+                    message.position = values[plain]
+                    yield message
+            else:
+                for values in rows:
+                    message = Row(zip(keys, values))  # noqa: B905
+                    message.position = self._position(values)
+                    yield message
+
+    def _plain_index(self) -> int | None:
+        """For a one-field integer key, its place in a row (its values are JSON as they are)."""
+        if len(self._key_fields) == 1 and isinstance(
+                self._key_fields[0], (models.IntegerField, models.AutoField)):
+            return self._key_indexes[0]
+        return None
 
     def _position_of_key(self, key: tuple[Any, ...]) -> Any:
         out = [encode(v) for v in key]
