@@ -16,8 +16,10 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def manage(url: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.contrib.django.settings",
+def manage(url: str, *args: str, check: bool = True,
+           env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **(env_extra or {}),
+           "DJANGO_SETTINGS_MODULE": "tests.contrib.django.settings",
            "ADF_DJANGO_DEFAULT_URL": url, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
     for name in ("ADF_DATABASE_URL", "ADF_FLOWS"):
         env.pop(name, None)

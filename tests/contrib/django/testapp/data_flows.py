@@ -6,6 +6,7 @@ from typing import Any
 
 from active_data_flow import DataFlow
 from active_data_flow.contrib.django.connectors import DjangoSink, DjangoSource
+from tests.contrib.django.testapp.crash import install_from_env
 
 
 class CopyCustomers(DataFlow):
@@ -20,3 +21,18 @@ class CopyCustomers(DataFlow):
     def transform(self, message: Any) -> dict[str, Any]:
         return {"id": message["id"], "email": message["email"].lower(),
                 "display_name": message["name"].title(), "visits": message["id"]}
+
+
+class LogCustomers(DataFlow):
+    """Customers -> an append-only log, ten at a time (the crash tests count duplicates)."""
+
+    name = "log_customers"
+    source = DjangoSource(model="testapp.Customer", batch_size=10)
+    sink = DjangoSink(model="testapp.CopyLog", batch_size=10)
+    batch_size = 10
+
+    def transform(self, message: Any) -> dict[str, Any]:
+        return {"customer_id": message["id"], "email": message["email"]}
+
+
+install_from_env()  # the crash tests' injection (inert unless ADF_TEST_DJANGO_CRASH is set)

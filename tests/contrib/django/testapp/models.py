@@ -79,3 +79,10 @@ class Contact(models.Model):
     email = models.CharField(max_length=120, unique=True, validators=[_email])
     name = models.CharField(max_length=20, null=True, blank=True)
     score = models.DecimalField(max_digits=10, decimal_places=2, default=0)
+
+
+class CopyLog(models.Model):
+    """A sink table without a unique key: a record written twice shows up twice."""
+
+    customer_id = models.BigIntegerField()
+    email = models.CharField(max_length=120)
