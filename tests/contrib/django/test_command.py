@@ -68,7 +68,8 @@ def test_adf_verbs_run_the_projects_flows_on_its_database(db_url: str) -> None:
     first = json.loads(manage(db_url, "adf", "run", "copy_customers", "--json").stdout)
     assert first["status"] == "succeeded"
     assert scalar(db_url, "SELECT count(*) FROM testapp_reportcustomer") == 100
-    cursor = scalar(db_url, sa.select(sa.column("cursor")).select_from(sa.table("adf_flows")))
+    cursor = scalar(db_url, sa.select(sa.column("cursor")).select_from(sa.table("adf_flows")).where(
+        sa.column("name") == "copy_customers"))
     assert (json.loads(cursor) if isinstance(cursor, str) else cursor) == [
         "2024-01-01T01:40:00+00:00", 100]
 
@@ -80,9 +81,9 @@ def test_adf_verbs_run_the_projects_flows_on_its_database(db_url: str) -> None:
     runs = manage(db_url, "adf", "runs", "copy_customers").stdout
     assert runs.count("succeeded") >= 2
     manage(db_url, "adf", "pause", "copy_customers")
-    assert scalar(db_url, "SELECT status FROM adf_flows") == "paused"
+    assert scalar(db_url, "SELECT status FROM adf_flows WHERE name = 'copy_customers'") == "paused"
     manage(db_url, "adf", "resume", "copy_customers")
-    assert scalar(db_url, "SELECT status FROM adf_flows") == "active"
+    assert scalar(db_url, "SELECT status FROM adf_flows WHERE name = 'copy_customers'") == "active"
 
 
 def test_an_unknown_verb_fails_with_adfs_message(sqlite_url: str) -> None:
