@@ -26,6 +26,7 @@ from active_data_flow.testing._contract import SPECIAL_VALUES
 from active_data_flow.testing.fakes import FaultySink
 from active_data_flow.testing.sinks import SinkContract
 from active_data_flow.testing.sources import SourceContract
+from active_data_flow.testing.tables import TableSinkContract, TableSourceContract
 
 __all__ = [
     "SPECIAL_VALUES",
@@ -34,4 +35,6 @@ __all__ = [
     "MemorySource",
     "SinkContract",
     "SourceContract",
+    "TableSinkContract",
+    "TableSourceContract",
 ]

@@ -106,10 +106,14 @@ class FlowStore(Store):
         return self.current() == schema.head_revision()
 
     def shares_database_with(self, handle: Any) -> bool:
-        """Whether ``handle`` (a SQLAlchemy Connection or Engine) points at this store's
+        """Whether ``handle`` (a SQLAlchemy Connection or Engine, or a transaction handle
+        naming its ``database_url``, as a Django sink's does) points at this store's
         database, so writes through it can join the store's rows in one transaction."""
         if isinstance(handle, (Connection, Engine)):
             return same_database(handle.engine.url, self._db.url)
+        url = getattr(handle, "database_url", None)
+        if isinstance(url, URL):
+            return same_database(url, self._db.url)
         return False
 
     def close(self) -> None:

@@ -1,0 +1,1 @@
+"""Integrations with web frameworks, each behind its own extra."""
