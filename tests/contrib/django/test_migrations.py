@@ -52,7 +52,7 @@ def test_migrate_creates_the_alembic_head_schema(alias: str, tmp_path: Path) -> 
         reference = snapshot(url)
     finally:
         drop_database(url)
-    assert migrated["version"] == schema.head_revision() == "adf0004"
+    assert migrated["version"] == schema.head_revision() == "adf0005"
     assert set(migrated) == set(reference)
     for table in reference:
         assert migrated[table] == reference[table], table

@@ -14,7 +14,7 @@ from django.db import migrations, models
 def upgrade_store(apps, schema_editor):
     from active_data_flow.contrib.django.migrations import store_upgrade
 
-    store_upgrade(schema_editor.connection.alias)
+    store_upgrade(schema_editor.connection.alias, "adf0004")
 
 
 def downgrade_store(apps, schema_editor):

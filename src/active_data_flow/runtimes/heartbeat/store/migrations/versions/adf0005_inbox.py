@@ -1,7 +1,7 @@
 """The inbox: records pushed to flows over HTTP (``POST /inbox/{flow}``), read by their
 ``http_inbox`` source by id; an idempotency key is unique per flow.
 
-Revision ID: adf0005_inbox
+Revision ID: adf0005
 Revises: adf0004
 Create Date: 2026-12-01
 
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import mysql
 
-revision: str = "adf0005_inbox"
+revision: str = "adf0005"
 down_revision: str | Sequence[str] | None = "adf0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
