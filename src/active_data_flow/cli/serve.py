@@ -13,8 +13,6 @@ from typing import TYPE_CHECKING
 
 import click
 
-from active_data_flow.errors import ActiveDataFlowError
-
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
@@ -70,15 +68,9 @@ def serve(
     """
     import uvicorn
 
-    from active_data_flow.masking import mask_text
-
     _mask_logs()
     auth = _auth_from_env(insecure_no_auth)
-    try:
-        app, worker = _build(database_url, flow_targets, sync, upgrade, heartbeat_every, auth,
-                             host)
-    except ActiveDataFlowError as exc:
-        raise click.ClickException(mask_text(str(exc))) from None
+    app, worker = _build(database_url, flow_targets, sync, upgrade, heartbeat_every, auth, host)
     config = uvicorn.Config(app, host=host, port=port, root_path=root_path, log_level=log_level,
                             proxy_headers=True, server_header=False, lifespan="on")
     _mask_logs()  # again: uvicorn's own loggers (access log included) got handlers above
@@ -130,12 +122,13 @@ def _auth_from_env(insecure_no_auth: bool) -> AuthHook | None:
 def _build(database_url: str | None, flow_targets: tuple[str, ...], sync: bool, upgrade: bool,
            heartbeat_every: float | None, auth: AuthHook | None,
            host: str = "127.0.0.1") -> tuple[FastAPI, Worker | None]:
-    from active_data_flow.runtimes.heartbeat import FlowStore, Worker
+    from active_data_flow.cli.store import connect_store
+    from active_data_flow.runtimes.heartbeat import Worker
     from active_data_flow.runtimes.heartbeat import sync as sync_flows
     from active_data_flow.web import WebSettings, create_app
 
     settings = _with_allowed_hosts(WebSettings.from_env(), host)
-    store = FlowStore(database_url, auto_upgrade=upgrade)
+    store = connect_store(database_url, upgrade=upgrade)
     if not store.is_current():
         raise click.ClickException(
             f"the flow store {store.url} is not migrated: run `adf db upgrade` or drop "
