@@ -453,7 +453,7 @@ def import_flow_class(target: str) -> type[DataFlow]:
             raise ConfigurationError(f"no such file: {module_name}", option="target")
         importable(path.resolve().parent)  # sibling modules can import each other by name
         module = _import(_free_name(path), module_name, errors, quiet=True, path=path)
-        what = f"importing {module_name} failed"
+        what = f"could not load {module_name}"
     else:
         importable(Path.cwd())  # like `python -m`: the working directory is importable
         module = _import(module_name, module_name, errors, quiet=True)

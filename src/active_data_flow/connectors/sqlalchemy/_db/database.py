@@ -214,12 +214,13 @@ class Database:
 
     def wait_reachable(
         self, timeout_s: float, *, on_retry: Callable[[str, float], None] | None = None,
-        option: str = "database",
+        option: str = "database", fix: str = "",
     ) -> None:
         """Connect once, retrying transient failures (refused, reset, timed out) for up to
         ``timeout_s`` seconds; ``on_retry(reason, pause)`` runs before each pause (to say
         so). A failure no retry cures (a database or user that does not exist, refused
-        credentials, a missing SQLite folder) is not retried.
+        credentials, a missing SQLite folder) is not retried; ``fix`` ends its message
+        (where to change the setting).
 
         Raises:
             ConfigurationError: a permanent failure; ``option`` names the setting to fix.
@@ -236,7 +237,7 @@ class Database:
             except (sa.exc.DBAPIError, sa.exc.TimeoutError) as exc:
                 detail = self.mask(describe(exc))
                 if not is_transient_db_error(exc):
-                    raise ConfigurationError(f"cannot use {self.label}: {detail}",
+                    raise ConfigurationError(f"cannot use {self.label}: {detail}{fix}",
                                              option=option) from exc
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -245,7 +246,7 @@ class Database:
                         f"{detail}") from exc
                 wait = min(pause, left)
                 if on_retry is not None:
-                    on_retry(detail, wait)
+                    on_retry(self.mask(_first_line(exc)), wait)
                 time.sleep(wait)
                 pause = min(pause * 2, 2.0)
 

@@ -70,9 +70,11 @@ class FlowStore(Store):
             a fifth of the lease), one statement per worker however many runs it holds.
         auto_upgrade: apply pending migrations now. Default: yes for SQLite (the embedded
             default), no for server databases (run ``adf db upgrade``, or :meth:`upgrade`).
-        retry_seconds: how long transient database failures are retried.
-        connect_timeout: how long :meth:`wait_reachable` waits for an unreachable database
-            (default: ``ADF_STORE_CONNECT_TIMEOUT``, else 10 s).
+        connect_timeout: how long the store waits for an unreachable (or locked) database:
+            :meth:`wait_reachable` at a command's start, and each transaction, retried whole
+            on transient failures (default: ``ADF_STORE_CONNECT_TIMEOUT``, adf.toml
+            ``store_connect_timeout``, else 10 s).
+        retry_seconds: how long a transaction is retried, if not ``connect_timeout``.
         clock: a function giving the current aware datetime (tests travel in time with it).
 
     Example:
@@ -88,7 +90,7 @@ class FlowStore(Store):
         lease_seconds: float | None = None,
         renew_seconds: float | None = None,
         auto_upgrade: bool | None = None,
-        retry_seconds: float = 20.0,
+        retry_seconds: float | None = None,
         connect_timeout: float | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
@@ -98,7 +100,8 @@ class FlowStore(Store):
             lease_seconds=float(default_lease_seconds() if lease_seconds is None
                                 else lease_seconds),
             renew_seconds=renew_seconds, clock=clock or utcnow)
-        self._db = Database(url, engine=engine, retry_seconds=retry_seconds)
+        self._db = Database(url, engine=engine, retry_seconds=(
+            self.connect_timeout if retry_seconds is None else retry_seconds))
         self.flows = SqlFlows(self._db, self.settings)
         self.runs = SqlRuns(self._db, self.settings)
         self.partitions = SqlPartitions(self._db, self.settings)
@@ -134,8 +137,9 @@ class FlowStore(Store):
                 cannot be opened (``option`` is ``ADF_DATABASE_URL``); not retried.
             StoreUnavailable: still unreachable after :attr:`connect_timeout` seconds.
         """
-        self._db.wait_reachable(self.connect_timeout, on_retry=on_retry,
-                                option="ADF_DATABASE_URL")
+        self._db.wait_reachable(
+            self.connect_timeout, on_retry=on_retry, option="ADF_DATABASE_URL",
+            fix=" (fix database_url in adf.toml, or ADF_DATABASE_URL)")
 
     def upgrade(self, revision: str = "heads") -> None:
         """Apply the store's migrations up to ``revision`` (``adf db upgrade``)."""
