@@ -57,6 +57,9 @@ MODELS = textwrap.dedent('''
         amount: Mapped[int]
 ''')
 
+#: The installed ``adf`` command of this environment.
+ADF = str(Path(sys.executable).with_name("adf"))
+
 #: The settings a user's shell would not have: each command reads adf.toml instead.
 _SETTINGS = ("ADF_DATABASE_URL", "ADF_FLOWS", "ADF_CONFIG", "ADF_HEARTBEAT_TOKEN",
              "ADF_LEASE_SECONDS", "ADF_STORE_CONNECT_TIMEOUT", "PYTHONPATH")
@@ -75,9 +78,10 @@ class Project:
         return self.root / "data_flows"
 
     def command(self, *args: str) -> list[str]:
-        """The argv of ``adf ARGS`` (the installed package's entry point, run by this
-        interpreter)."""
-        return [sys.executable, "-m", "active_data_flow.cli", *args]
+        """The argv of ``adf ARGS``: the ``adf`` script installed next to this interpreter,
+        as a user runs it (``python -m`` would make the working directory importable, and
+        hide whether the command does)."""
+        return [ADF, *args]
 
     def environment(self, **extra: str) -> dict[str, str]:
         return {**self.env, **extra}

@@ -183,6 +183,29 @@ def test_a_worker_runs_a_flow_that_imports_the_application_package(project: Proj
     assert "ModuleNotFoundError" not in output
 
 
+def test_a_celery_worker_started_by_adf_loads_flows_that_import_the_application_package(
+    project: Project, redis_url: str,
+) -> None:
+    copy_orders(project)
+    worker = project.start("celery-worker", "--broker", redis_url, "--flows", "data_flows",
+                           "-P", "solo", ADF_DATABASE_URL=project.database_url)
+    lines: list[str] = []
+    reader = _reader(worker, lines)
+    try:
+        wait_for(lambda: any("ready." in x for x in lines) or worker.poll() is not None,
+                 "the Celery worker never became ready", lines)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=60)
+        reader.join(timeout=10)
+        assert worker.stdout is not None
+        worker.stdout.close()
+    output = "\n".join(lines)
+    assert any("ready." in x for x in lines), output
+    assert "cannot load flows" not in output
+    assert "ModuleNotFoundError" not in output
+
+
 def test_pythonpath_in_adf_toml_makes_more_folders_importable(project: Project) -> None:
     (project.root / "src" / "shopcore").mkdir(parents=True)
     (project.root / "src" / "shopcore" / "__init__.py").write_text("GREETING = 'hi'\n")
@@ -232,8 +255,8 @@ def test_a_uvicorn_host_loads_flows_that_import_the_application_package(
         "app = create_app(store, insecure_no_auth=True)\n")
     port = _free_port()
     host = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "host:app", "--app-dir", "deploy", "--port",
-         str(port)], cwd=project.root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [str(Path(sys.executable).with_name("uvicorn")), "host:app", "--app-dir", "deploy",
+         "--port", str(port)], cwd=project.root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True, env=project.environment(ADF_DATABASE_URL=project.database_url,
                                            ADF_FLOWS=str(project.flows)))
     try:
