@@ -134,7 +134,8 @@ def _build(database_url: str | None, flow_targets: tuple[str, ...], sync: bool, 
             f"the flow store {store.url} is not migrated: run `adf db upgrade` or drop "
             "--no-upgrade")
     if sync:
-        reports = [sync_flows(store, t) for t in flow_targets] or [sync_flows(store)]
+        reports = ([sync_flows(store, t, quiet=True) for t in flow_targets]
+                   or [sync_flows(store, quiet=True)])
         for report in reports:
             for name, error in report.errors.items():
                 log.warning("flow %s could not be registered: %s", name, error)
