@@ -25,7 +25,7 @@ from active_data_flow.errors import ActiveDataFlowError, ConfigurationError
 from active_data_flow.masking import mask_text
 
 __all__ = ["CONFIG_ERROR", "FAILED", "CommandError", "ConfigurationMistake", "command_error",
-           "one_line"]
+           "echo_error", "one_line"]
 
 log = logging.getLogger("active_data_flow.cli")
 
@@ -52,6 +52,12 @@ def command_error(exc: ActiveDataFlowError) -> CommandError:
     log.debug("command failed", exc_info=exc)
     text = one_line(str(exc) or type(exc).__name__)
     return ConfigurationMistake(text) if _is_mistake(exc) else CommandError(text)
+
+
+def echo_error(text: str) -> None:
+    """Print ``Error: <text on one line, masked>`` on stderr (for commands that report
+    several errors, such as ``adf sync``, before they exit)."""
+    click.echo(f"Error: {one_line(text)}", err=True)
 
 
 def one_line(text: str) -> str:

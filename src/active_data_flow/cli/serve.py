@@ -122,6 +122,7 @@ def _auth_from_env(insecure_no_auth: bool) -> AuthHook | None:
 def _build(database_url: str | None, flow_targets: tuple[str, ...], sync: bool, upgrade: bool,
            heartbeat_every: float | None, auth: AuthHook | None,
            host: str = "127.0.0.1") -> tuple[FastAPI, Worker | None]:
+    from active_data_flow.cli._errors import ConfigurationMistake
     from active_data_flow.cli.store import connect_store
     from active_data_flow.runtimes.heartbeat import Worker
     from active_data_flow.runtimes.heartbeat import sync as sync_flows
@@ -130,7 +131,7 @@ def _build(database_url: str | None, flow_targets: tuple[str, ...], sync: bool, 
     settings = _with_allowed_hosts(WebSettings.from_env(), host)
     store = connect_store(database_url, upgrade=upgrade)
     if not store.is_current():
-        raise click.ClickException(
+        raise ConfigurationMistake(
             f"the flow store {store.url} is not migrated: run `adf db upgrade` or drop "
             "--no-upgrade")
     if sync:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.table import Table
 
-from active_data_flow.cli._errors import ConfigurationMistake, one_line
+from active_data_flow.cli._errors import ConfigurationMistake, echo_error, one_line
 from active_data_flow.cli._render import console, format_cursor
 from active_data_flow.cli.scaffold import init, new
 
@@ -101,7 +101,7 @@ def load_code_flows() -> None:
 
     errors = load_errors(catalog.load_defaults(quiet=True).errors)
     for line in errors[:-1]:
-        click.echo(f"Error: {line}", err=True)
+        echo_error(line)
     if errors:
         raise ConfigurationMistake(errors[-1])
 
@@ -239,7 +239,7 @@ def sync(targets: tuple[str, ...], prune: bool) -> None:
     if table.row_count:
         console.print(table)
     for line in load_errors(report.errors):
-        click.echo(f"Error: {line}", err=True)
+        echo_error(line)
     if report.errors:
         sys.exit(2)
     if report.missing:
