@@ -34,6 +34,7 @@ from typing import cast
 
 from active_data_flow.errors import ConfigurationError
 from active_data_flow.flow import DataFlow
+from active_data_flow.project import importable, make_importable
 
 __all__ = [
     "DEFAULT_FOLDERS",
@@ -110,16 +111,18 @@ class FlowCatalog:
             self._flows[flow_class.name] = flow_class
         return flow_class
 
-    def load(self, *targets: FlowTarget) -> LoadResult:
+    def load(self, *targets: FlowTarget, quiet: bool = False) -> LoadResult:
         """Import flows from modules, packages, folders, files or classes, and register them.
 
         A module that fails to import is reported in ``errors`` (and remembered, so that the
         records of the flows it defined can say why they are missing); the others still load.
+        Each failure is also logged as a warning, unless ``quiet`` (the caller reports
+        ``errors`` itself, as ``adf sync`` does).
         """
         result = LoadResult()
         with self._lock:
             for target in targets:
-                for where, module, found in self._discover(target, result.errors):
+                for where, module, found in self._discover(target, result.errors, quiet):
                     self._add(where, module, found, result)
             self._errors.update(result.errors)
         return result
@@ -139,14 +142,23 @@ class FlowCatalog:
         if module is not None:
             self._track(module, names)
 
-    def load_defaults(self) -> LoadResult:
-        """Load ``ADF_FLOWS`` (or a default folder) once; later calls do nothing."""
+    def load_defaults(self, *, quiet: bool = False) -> LoadResult:
+        """Load ``ADF_FLOWS`` (or a default folder) once; later calls do nothing. The
+        project folder is made importable first (see :mod:`active_data_flow.project`)."""
         with self._lock:
             if self._defaults_tried:
                 return LoadResult()
             self._defaults_tried = True
+            problem = None
+            try:
+                make_importable()  # the project folder (adf.toml's) and its pythonpath
+            except ConfigurationError as exc:
+                problem = str(exc)
             targets = default_targets()
-            return self.load(*targets) if targets else LoadResult()
+            result = self.load(*targets, quiet=quiet) if targets else LoadResult()
+            if problem is not None:
+                result.errors["adf.toml"] = self._errors["adf.toml"] = problem
+            return result
 
     # -- looking up ------------------------------------------------------------------------
     def get(self, name: str) -> type[DataFlow] | None:
@@ -187,7 +199,7 @@ class FlowCatalog:
         try:
             module = _reload_module(entry)
         except Exception as exc:  # the new code is broken: say so on the flows it defined
-            self._errors[name] = _describe(exc)
+            self._errors[name] = _describe(exc, name)
             entry.mtime = _mtime(entry.path) if entry.path else None
             log.warning("cannot reload flows from %s: %s", name, self._errors[name],
                         extra={"action": "flow_reload_failed"})
@@ -246,36 +258,65 @@ class FlowCatalog:
 
     # -- discovery -----------------------------------------------------------------------
     def _discover(
-        self, target: FlowTarget, errors: dict[str, str]
+        self, target: FlowTarget, errors: dict[str, str], quiet: bool = False
     ) -> Iterator[tuple[str, ModuleType | None, list[type[DataFlow]]]]:
         """Yield (where, module, flow classes defined there) for what ``target`` covers."""
         if isinstance(target, type):
             yield _qualname(target), None, [target]
         elif isinstance(target, ModuleType):
-            yield from _from_module(target, errors)
+            yield from _from_module(target, errors, quiet)
         elif isinstance(target, (str, os.PathLike)):
             text = os.fspath(target)
             if text.endswith(".py") or os.sep in text or "/" in text or Path(text).is_dir():
                 path = Path(text)
                 if path.is_dir():
                     self._folders.add(path.resolve())
-                yield from _from_path(path, errors)
+                yield from _from_path(path, errors, quiet)
             else:
-                module = _import(text, text, errors)
+                module = _import(text, text, errors, quiet=quiet)
                 if module is not None:
-                    yield from _from_module(module, errors)
+                    yield from _from_module(module, errors, quiet)
         else:
             for item in cast("Iterable[type[DataFlow]]", target):
-                yield from self._discover(item, errors)
+                yield from self._discover(item, errors, quiet)
 
 
 def _qualname(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def _describe(exc: BaseException) -> str:
-    location = f" (line {exc.lineno})" if isinstance(exc, SyntaxError) and exc.lineno else ""
-    return f"{type(exc).__name__}: {exc}{location}"
+def _describe(exc: BaseException, module: str | None = None) -> str:
+    """Why module ``module`` failed to load, on one line: where in the file (the line, and
+    the flow class whose body raised) and the error (a configuration error's own message,
+    which names the option; else ``Type: message``)."""
+    text = str(exc) if isinstance(exc, ConfigurationError) else f"{type(exc).__name__}: {exc}"
+    text = " ".join(text.split())
+    if isinstance(exc, SyntaxError):
+        return f"{text} (line {exc.lineno})" if exc.lineno else text
+    if isinstance(exc, ModuleNotFoundError) and exc.name and module and not (
+            module == exc.name or module.startswith(exc.name + ".")):
+        text += " (is it installed, or its folder listed in adf.toml's pythonpath?)"
+    where = _raised_at(exc, module) if module else None
+    return f"{where}: {text}" if where else text
+
+
+def _raised_at(exc: BaseException, module: str) -> str | None:
+    """``line 6, flow Orders``: the innermost line of ``module`` the error passed through,
+    and the class whose body was executing there (a class body's code has no fast locals)."""
+    line: int | None = None
+    owner: str | None = None
+    tb = exc.__traceback__
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_globals.get("__name__") == module:
+            code = frame.f_code
+            line = tb.tb_lineno
+            in_class = code.co_name != "<module>" and not code.co_flags & inspect.CO_NEWLOCALS
+            owner = code.co_name if in_class else None
+        tb = tb.tb_next
+    if line is None:
+        return None
+    return f"line {line}, flow {owner}" if owner else f"line {line}"
 
 
 def _mtime(path: Path) -> float | None:
@@ -303,18 +344,18 @@ def default_targets() -> list[str]:
 
 
 def _from_module(
-    module: ModuleType, errors: dict[str, str]
+    module: ModuleType, errors: dict[str, str], quiet: bool = False
 ) -> Iterator[tuple[str, ModuleType | None, list[type[DataFlow]]]]:
     yield module.__name__, module, _flows_in(module)
     if hasattr(module, "__path__"):  # a package: its submodules too
         for info in pkgutil.walk_packages(module.__path__, module.__name__ + "."):
-            sub = _import(info.name, info.name, errors)
+            sub = _import(info.name, info.name, errors, quiet=quiet)
             if sub is not None:
                 yield sub.__name__, sub, _flows_in(sub)
 
 
 def _from_path(
-    path: Path, errors: dict[str, str]
+    path: Path, errors: dict[str, str], quiet: bool = False
 ) -> Iterator[tuple[str, ModuleType | None, list[type[DataFlow]]]]:
     if not path.exists():
         errors[str(path)] = "no such file or folder"
@@ -329,7 +370,7 @@ def _from_path(
         importable(folder.resolve())  # sibling modules can import each other by name
         names = [(_free_name(file), file) for file in files]
     for name, file in names:
-        module = _import(name, str(file), errors, path=file)
+        module = _import(name, str(file), errors, quiet=quiet, path=file)
         if module is not None:
             yield str(file), module, _flows_in(module)
 
@@ -344,16 +385,6 @@ def _free_name(file: Path) -> str:
     return f"adf_flows_{file.stem}"
 
 
-def importable(folder: Path) -> None:
-    """Put ``folder`` on ``sys.path`` (once), so the modules in it import by name.
-
-    The one place the package edits ``sys.path``.
-    """
-    text = str(folder)
-    if text not in sys.path:
-        sys.path.insert(0, text)
-
-
 def _import(name: str, where: str, errors: dict[str, str], *, quiet: bool = False,
             path: Path | None = None) -> ModuleType | None:
     try:
@@ -361,7 +392,7 @@ def _import(name: str, where: str, errors: dict[str, str], *, quiet: bool = Fals
             return importlib.import_module(name)
         return _import_file(name, path)
     except Exception as exc:  # SyntaxError, ImportError, or anything the module raises
-        errors[where] = _describe(exc)
+        errors[where] = _describe(exc, name)
         if not quiet:
             log.warning("cannot load flows from %s: %s", where, errors[where],
                         extra={"action": "flow_load_failed"})
@@ -422,7 +453,7 @@ def import_flow_class(target: str) -> type[DataFlow]:
             raise ConfigurationError(f"no such file: {module_name}", option="target")
         importable(path.resolve().parent)  # sibling modules can import each other by name
         module = _import(_free_name(path), module_name, errors, quiet=True, path=path)
-        what = f"importing {module_name} failed"
+        what = f"could not load {module_name}"
     else:
         importable(Path.cwd())  # like `python -m`: the working directory is importable
         module = _import(module_name, module_name, errors, quiet=True)

@@ -30,7 +30,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict
 from pydantic_core import PydanticCustomError
 
-from active_data_flow.errors import ConfigurationError, RecordRejected
+from active_data_flow.errors import ConfigurationError, RecordRejected, did_you_mean
 from active_data_flow.message import Message, Untyped
 from active_data_flow.registry import connector_class, specs_trusted, untrusted_allowed
 
@@ -387,21 +387,27 @@ def config_error(
 ) -> ConfigurationError:
     """Translate a pydantic validation error on options into a ConfigurationError."""
     errors = exc.errors(include_url=False)
+    fields = list(model.model_fields) if model is not None else []
+    # A misspelt option also shows up as a missing one: name the misspelling only.
+    meant = {did_you_mean(_option_of(e), fields) for e in errors
+             if e["type"] == "extra_forbidden"}
     parts: list[str] = []
     for err in errors:
         option = _option_of(err)
         if err["type"] == "option_error":  # raised by a model validator, naming its option
             parts.append(str(err["msg"]))
         elif err["type"] == "extra_forbidden":
-            known = ", ".join(model.model_fields) if model is not None else ""
-            parts.append(f"unknown option {option!r}" + (f" (options: {known})" if known else ""))
+            hint = did_you_mean(option, fields)
+            known = f" (options: {', '.join(fields)})" if fields and not hint else ""
+            parts.append(f"unknown option {option!r}{hint or known}")
+        elif err["type"] == "missing" and f" (did you mean {option!r}?)" in meant:
+            continue
         elif err["type"] == "missing":
             parts.append(f"option {option!r} is required")
         elif err["type"] == "value_error" and "error" in err.get("ctx", {}):
             parts.append(f"option {option!r}: {err['ctx']['error']}")
         else:
             parts.append(f"option {option!r}: {err['msg']} (got {err.get('input')!r:.80})")
-    # A misspelt option usually also shows up as a missing one: name the misspelling.
     ordered = sorted(errors, key=lambda e: e["type"] != "extra_forbidden")
     first = _option_of(ordered[0]) if ordered else None
     return ConfigurationError(f"{owner}: " + "; ".join(parts), option=first)

@@ -25,6 +25,8 @@ the original exception is always available as ``__cause__``.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -47,6 +49,7 @@ __all__ = [
     "SourceError",
     "WorkerLost",
     "caused_by",
+    "did_you_mean",
     "error_type",
     "is_transient",
 ]
@@ -169,6 +172,18 @@ class RunClaimLost(FlowError):
 class WorkerLost(FlowError):
     """The worker executing a run stopped renewing its lease (it died, hung or lost its
     database); the run was reclaimed and the flow resumes from its last checkpoint."""
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'cursor_column'?)`` when one of ``choices`` is close to ``word``,
+    else ``""``: the hint every "unknown option / name" message appends."""
+    options = [c for c in choices if c != word]
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.75)
+    if not close:  # a slip of case: 'europe/paris', 'CURSOR_COLUMN'
+        lowered = {c.lower(): c for c in options}
+        close = [lowered[c] for c in difflib.get_close_matches(word.lower(), list(lowered),
+                                                               n=1, cutoff=0.75)]
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def error_type(exc: BaseException) -> str:

@@ -133,12 +133,12 @@ def test_unknown_flow_and_broken_modules_are_one_line_errors(project: Path) -> N
     adf("init")
     for command in ("pause", "resume", "run", "runs"):
         missing = adf(command, "no_such_flow")
-        assert missing.exit_code == 1, command
+        assert missing.exit_code == 2, command
         assert "no_such_flow" in missing.output
         assert "Traceback" not in missing.output
     (project / "data_flows" / "syntax_error.py").write_text("class Oops(:\n")
     synced = adf("sync")
-    assert synced.exit_code == 1
+    assert synced.exit_code == 2
     assert "could not load" in synced.output
     assert "syntax_error" in synced.output
 
@@ -154,8 +154,8 @@ def test_db_commands_report_and_migrate(project: Path) -> None:
 def test_a_bad_config_file_names_the_setting(project: Path) -> None:
     (project / "adf.toml").write_text('database = "sqlite:///x.db"\n')
     result = adf("list")
-    assert result.exit_code == 1
-    assert "unknown setting 'database'" in result.output
+    assert result.exit_code == 2
+    assert "unknown setting 'database' (did you mean 'database_url'?)" in result.output
 
 
 def test_new_flow_refuses_bad_names_and_existing_files(project: Path) -> None:

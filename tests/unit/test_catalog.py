@@ -131,7 +131,7 @@ def test_what_fails_to_load_is_reported_and_the_rest_still_loads(
     assert list(result.flows) == ["good"]
     assert result.errors[str(broken)].startswith("SyntaxError: ")
     assert result.errors[str(broken)].endswith("(line 1)")
-    assert result.errors[str(raising)] == "RuntimeError: no config"
+    assert result.errors[str(raising)] == "line 1: RuntimeError: no config"
     assert result.errors[str(folder / "missing")] == "no such file or folder"
     assert result.errors[f"no_such_module_{unique}"].startswith("ModuleNotFoundError: ")
     assert catalog.errors == result.errors

@@ -27,8 +27,15 @@ def test_a_missing_option_is_named() -> None:
 
 
 def test_an_unknown_option_is_named_with_the_valid_ones() -> None:
-    with pytest.raises(ConfigurationError, match=r"unknown option 'pth' \(options: path") as err:
+    with pytest.raises(ConfigurationError, match=r"unknown option 'pzz' \(options: path") as err:
+        JsonLinesSink(pzz="x.jsonl")
+    assert err.value.option == "pzz"
+
+
+def test_a_misspelt_option_is_named_with_the_option_meant() -> None:
+    with pytest.raises(ConfigurationError) as err:
         JsonLinesSink(pth="x.jsonl")
+    assert str(err.value) == "jsonl sink: unknown option 'pth' (did you mean 'path'?)"
     assert err.value.option == "pth"
 
 

@@ -28,7 +28,19 @@ _BUILTIN: dict[str, str] = {
 
 
 class LazyGroup(click.Group):
-    """A click group whose subcommands are imported on first use."""
+    """A click group whose subcommands are imported on first use; every error of the
+    library a command lets through becomes one line and an exit code here
+    (:mod:`._errors`)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from active_data_flow.errors import ActiveDataFlowError
+
+        try:
+            return super().invoke(ctx)
+        except ActiveDataFlowError as exc:
+            from active_data_flow.cli._errors import command_error
+
+            raise command_error(exc) from None
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         names = set(_BUILTIN) | {ep.name for ep in metadata.entry_points(group=COMMAND_GROUP)}

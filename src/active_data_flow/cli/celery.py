@@ -96,6 +96,6 @@ def _check_store(url: str | None) -> None:
 def _load_flows(targets: str) -> None:
     from active_data_flow.catalog import catalog
 
-    result = catalog.load(*(t.strip() for t in targets.split(",") if t.strip()))
+    result = catalog.load(*(t.strip() for t in targets.split(",") if t.strip()), quiet=True)
     for where, why in result.errors.items():
         click.echo(f"warning: cannot load flows from {where}: {why}", err=True)

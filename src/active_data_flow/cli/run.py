@@ -8,27 +8,22 @@ from typing import Any
 import click
 
 from active_data_flow.cli._render import console, err_console, flow_progress, results_table
-from active_data_flow.errors import ActiveDataFlowError, ConfigurationError, FlowRunError
+from active_data_flow.errors import FlowRunError
 from active_data_flow.flow import DataFlow
 
-__all__ = ["BadTarget", "run"]
-
-
-class BadTarget(click.ClickException):
-    """The flow reference cannot be loaded; the message says why, on one line."""
-
-    exit_code = 2
+__all__ = ["run"]
 
 
 def import_flow(target: str) -> type[DataFlow]:
     """The flow class ``target`` names (``module:Class`` or ``file.py:Class``), through the
-    catalog's one loader; a bad target is a one-line error (exit code 2)."""
+    catalog's one loader.
+
+    Raises:
+        ConfigurationError: the target cannot be loaded (one line, exit code 2).
+    """
     from active_data_flow.catalog import import_flow_class
 
-    try:
-        return import_flow_class(target)
-    except ConfigurationError as exc:
-        raise BadTarget(str(exc)) from None
+    return import_flow_class(target)
 
 
 def _parse_cursor(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Any:
@@ -71,8 +66,6 @@ def run(target: str, cursor: Any, progress: bool, as_json: bool) -> None:
         if exc.result is not None and not as_json:
             console.print(results_table([exc.result], title="Before the failure"))
         raise SystemExit(1) from None
-    except ActiveDataFlowError as exc:
-        raise click.ClickException(str(exc)) from None
     if as_json:
         click.echo(json.dumps(result.to_dict(), default=str))
     else:

@@ -106,7 +106,6 @@ def _write(path: Path, text: str, force: bool) -> bool:
 @click.option("--force", is_flag=True, help="Overwrite existing files.")
 def init(database_url: str, flows_folder: str, example: bool, force: bool) -> None:
     """Set up ActiveDataFlow in this folder: adf.toml, a flows folder, a migrated store."""
-    from active_data_flow.errors import ActiveDataFlowError
     from active_data_flow.runtimes.heartbeat import FlowStore, sync
 
     console.print("[bold]Setting up ActiveDataFlow[/bold]")
@@ -116,16 +115,14 @@ def init(database_url: str, flows_folder: str, example: bool, force: bool) -> No
     folder.mkdir(parents=True, exist_ok=True)
     if example:
         _write(folder / "hello_flow.py", EXAMPLE_FLOW, force)
+    store = FlowStore(database_url, auto_upgrade=False)
     try:
-        store = FlowStore(database_url, auto_upgrade=False)
-        try:
-            store.upgrade()
-            console.print(f"  [green]migrate[/green] {store.url} ({store.current()})")
-            report = sync(store, str(folder))
-        finally:
-            store.close()
-    except ActiveDataFlowError as exc:
-        raise click.ClickException(str(exc)) from None
+        store.wait_reachable()
+        store.upgrade()
+        console.print(f"  [green]migrate[/green] {store.url} ({store.current()})")
+        report = sync(store, str(folder))
+    finally:
+        store.close()
     if report.created:
         console.print(f"  [green]sync[/green]    {', '.join(report.created)}")
     console.print("\nNext: [bold]adf new flow my_flow[/bold], then [bold]adf sync[/bold] and "

@@ -13,8 +13,6 @@ from typing import TYPE_CHECKING
 
 import click
 
-from active_data_flow.errors import ActiveDataFlowError
-
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
@@ -71,16 +69,11 @@ def serve(
     import uvicorn
 
     from active_data_flow.cli._logs import long_running
-    from active_data_flow.masking import mask_text
 
     long_running()
     _mask_logs()
     auth = _auth_from_env(insecure_no_auth)
-    try:
-        app, worker = _build(database_url, flow_targets, sync, upgrade, heartbeat_every, auth,
-                             host)
-    except ActiveDataFlowError as exc:
-        raise click.ClickException(mask_text(str(exc))) from None
+    app, worker = _build(database_url, flow_targets, sync, upgrade, heartbeat_every, auth, host)
     # log_config=None: uvicorn's lines go through the command's one log handler (timestamps,
     # --log-format json, masking) instead of uvicorn's own.
     config = uvicorn.Config(app, host=host, port=port, root_path=root_path, log_level=log_level,
@@ -135,18 +128,21 @@ def _auth_from_env(insecure_no_auth: bool) -> AuthHook | None:
 def _build(database_url: str | None, flow_targets: tuple[str, ...], sync: bool, upgrade: bool,
            heartbeat_every: float | None, auth: AuthHook | None,
            host: str = "127.0.0.1") -> tuple[FastAPI, Worker | None]:
-    from active_data_flow.runtimes.heartbeat import FlowStore, Worker
+    from active_data_flow.cli._errors import ConfigurationMistake
+    from active_data_flow.cli.store import connect_store
+    from active_data_flow.runtimes.heartbeat import Worker
     from active_data_flow.runtimes.heartbeat import sync as sync_flows
     from active_data_flow.web import WebSettings, create_app
 
     settings = _with_allowed_hosts(WebSettings.from_env(), host)
-    store = FlowStore(database_url, auto_upgrade=upgrade)
+    store = connect_store(database_url, upgrade=upgrade)
     if not store.is_current():
-        raise click.ClickException(
+        raise ConfigurationMistake(
             f"the flow store {store.url} is not migrated: run `adf db upgrade` or drop "
             "--no-upgrade")
     if sync:
-        reports = [sync_flows(store, t) for t in flow_targets] or [sync_flows(store)]
+        reports = ([sync_flows(store, t, quiet=True) for t in flow_targets]
+                   or [sync_flows(store, quiet=True)])
         for report in reports:
             for name, error in report.errors.items():
                 log.warning("flow %s could not be registered: %s", name, error)

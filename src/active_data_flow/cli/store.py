@@ -14,14 +14,15 @@ import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 from rich.table import Table
 
-from active_data_flow.cli._render import console, err_console, format_cursor
+from active_data_flow.cli._errors import ConfigurationMistake, echo_error, one_line
+from active_data_flow.cli._render import console, format_cursor
 from active_data_flow.cli.scaffold import init, new
-from active_data_flow.errors import ActiveDataFlowError
 
 if TYPE_CHECKING:
     from active_data_flow.runtimes.heartbeat import FlowStore
@@ -58,19 +59,77 @@ LEASE_HELP = ("Seconds a claimed run stays claimed without a renewal: a killed w
 @contextmanager
 def open_store(*, upgrade: bool | None = None,
                lease_seconds: float | None = None) -> Iterator[FlowStore]:
-    """The flow store for a command; store errors become one-line CLI errors."""
-    from active_data_flow.runtimes.heartbeat import FlowStore
-
-    try:
-        store = FlowStore(auto_upgrade=upgrade, lease_seconds=lease_seconds)
-    except ActiveDataFlowError as exc:
-        raise click.ClickException(str(exc)) from None
+    """The flow store for a command, once its database answers (see :func:`connect_store`);
+    closed after the block. Errors reach the one handler of :mod:`._errors`."""
+    store = connect_store(upgrade=upgrade, lease_seconds=lease_seconds)
     try:
         yield store
-    except ActiveDataFlowError as exc:
-        raise click.ClickException(str(exc)) from None
     finally:
         store.close()
+
+
+def connect_store(url: str | None = None, *, upgrade: bool | None = None,
+                  lease_seconds: float | None = None) -> FlowStore:
+    """The flow store at ``url`` (default: ``ADF_DATABASE_URL``), its database reached.
+
+    A database that does not answer is retried for ``store_connect_timeout`` seconds
+    (``ADF_STORE_CONNECT_TIMEOUT``, default 10), saying so on stderr each time; one that
+    does not exist or refuses the credentials is an error at once. ``upgrade``: apply
+    pending migrations (default: for SQLite only, as :class:`FlowStore` does).
+    """
+    from active_data_flow.runtimes.heartbeat import FlowStore
+
+    store = FlowStore(url, auto_upgrade=False, lease_seconds=lease_seconds)
+    try:
+        store.wait_reachable(on_retry=lambda reason, pause: click.echo(
+            one_line(f"flow store database {store.url} unreachable ({reason}); retrying in "
+                     f"{pause:.2g}s…"), err=True))
+        if (upgrade if upgrade is not None else store.database.backend == "sqlite") and (
+                not store.is_current()):
+            store.upgrade()
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
+def load_code_flows() -> None:
+    """Load the code-defined flows (``ADF_FLOWS``) before a command runs any: a flow that
+    cannot be loaded is a mistake to fix first, reported as one line per module.
+
+    Raises:
+        ConfigurationMistake: the last of the modules that could not be loaded (the others
+            are printed before it).
+    """
+    from active_data_flow.catalog import catalog
+
+    errors = load_errors(catalog.load_defaults(quiet=True).errors)
+    for line in errors[:-1]:
+        echo_error(line)
+    if errors:
+        raise ConfigurationMistake(errors[-1])
+
+
+def load_errors(errors: dict[str, str]) -> list[str]:
+    """One line per flow or module that could not be loaded or registered."""
+    lines = []
+    for where, error in sorted(errors.items()):
+        if error.startswith("flow "):  # a flow's own error names it
+            lines.append(one_line(f"could not sync {error}"))
+        else:
+            lines.append(one_line(f"could not load {_shown(where)}: {error}"))
+    return lines
+
+
+def _shown(where: str) -> str:
+    """A file path relative to the working directory when it is under it."""
+    path = Path(where)
+    if path.is_absolute():
+        try:
+            return str(path.relative_to(Path.cwd()))
+        except ValueError:
+            return where
+    return where
 
 
 def styled(status: str | None) -> str:
@@ -160,18 +219,20 @@ def sync(targets: tuple[str, ...], prune: bool) -> None:
 
     TARGETS are modules (myapp.flows) or folders/files (app/data_flows); default: ADF_FLOWS,
     else the first of app/data_flows and data_flows that exists.
+    Every flow that cannot be loaded or registered is printed, one line each; the exit code
+    is then 2 (1 when code flows in the store are missing from the code).
     """
-    from active_data_flow.catalog import catalog
     from active_data_flow.runtimes.heartbeat.engine.sync import sync as sync_flows
 
     with open_store() as store:
         report = None
         for target in targets or (None,):
-            part = sync_flows(store, target, prune=prune)
+            part = sync_flows(store, target, prune=prune, quiet=True)
             report = part if report is None else report
             if report is not part:
                 for field in ("created", "updated", "unchanged", "missing", "removed"):
                     getattr(report, field).extend(getattr(part, field))
+                report.errors.update(part.errors)
     assert report is not None
     table = Table(title="Sync", title_justify="left", show_header=False)
     for field, style in (("created", "green"), ("updated", "cyan"), ("unchanged", "dim"),
@@ -179,12 +240,15 @@ def sync(targets: tuple[str, ...], prune: bool) -> None:
         names = sorted(set(getattr(report, field)))
         if names:
             table.add_row(f"[{style}]{field}[/]", ", ".join(names))
-    if not table.row_count:
+    if not table.row_count and not report.errors:
         table.add_row("nothing", "no code-defined flow found (set ADF_FLOWS or pass a target)")
-    console.print(table)
-    for where, error in sorted(catalog.errors.items()):
-        err_console.print(f"[red]could not load[/red] {where}: {error}", highlight=False)
-    if report.missing or catalog.errors:
+    if table.row_count:
+        console.print(table)
+    for line in load_errors(report.errors):
+        echo_error(line)
+    if report.errors:
+        sys.exit(2)
+    if report.missing:
         sys.exit(1)
 
 
@@ -346,6 +410,7 @@ def heartbeat(limit: int | None, concurrency: int, lease_seconds: float | None) 
     from active_data_flow.runtimes.heartbeat.engine.worker import stopping_on_signals
 
     outcomes_printed()
+    load_code_flows()
     with open_store(lease_seconds=lease_seconds) as store, \
             stopping_on_signals("adf heartbeat") as stop:
         summary = beat(store, limit=limit, concurrency=concurrency, stop=stop)
@@ -384,6 +449,7 @@ def worker(interval: float, concurrency: int, shutdown_timeout: float, quiet: bo
         log.log(level, "heartbeat %s: %s", summary.worker_id, beat_text(summary),
                 extra={"action": "beat"})
 
+    load_code_flows()
     with open_store(lease_seconds=lease_seconds) as store:
         loop = Worker(store, interval=interval, concurrency=concurrency,
                       shutdown_timeout=shutdown_timeout, on_beat=on_beat)

@@ -53,7 +53,7 @@ def test_serve_refuses_an_unmigrated_store_with_no_upgrade(
     monkeypatch.setenv("ADF_WEB_PASSWORD", PASSWORD)
     result = runner.invoke(main, ["serve", "--no-upgrade", "--database-url",
                                   f"sqlite:///{tmp_path}/fresh.db"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a mistake to fix (docs/heartbeat.md, exit codes)
     assert "adf db upgrade" in result.output
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapper, RelationshipProperty, registry
 
-from active_data_flow.errors import ConfigurationError
+from active_data_flow.errors import ConfigurationError, did_you_mean
 
 __all__ = ["ModelInfo", "import_string", "model_database", "register_models", "resolve_model"]
 
@@ -192,9 +192,11 @@ def _import(name: str) -> Any:
                              f"{type(exc).__name__}: {exc}") from None
         try:
             for attr in attrs.split("."):
+                owner = obj
                 obj = getattr(obj, attr)
         except AttributeError:
-            tried.append(f"{attrs!r} in module {module_name!r} (no such attribute)")
+            hint = did_you_mean(attr, [n for n in dir(owner) if not n.startswith("_")])
+            tried.append(f"{attrs!r} in module {module_name!r} (no such attribute{hint})")
             continue
         return obj
     raise ValueError(f"cannot resolve model {name!r}: tried {'; '.join(tried)}")
@@ -252,10 +254,11 @@ class ModelInfo:
         """Raise ``ConfigurationError`` naming ``option`` if a name is not a column key."""
         unknown = [n for n in names if n not in self.columns]
         if unknown:
+            hint = did_you_mean(unknown[0], self.columns) if len(unknown) == 1 else ""
             raise ConfigurationError(
                 f"{what}: option {option!r}: {', '.join(map(repr, unknown))} "
                 f"{'is not a column' if len(unknown) == 1 else 'are not columns'} of "
-                f"{self.name} (columns: {', '.join(self.columns)})",
+                f"{self.name}" + (hint or f" (columns: {', '.join(self.columns)})"),
                 option=option,
             )
 

@@ -18,5 +18,5 @@ __all__ = ["app"]
 
 app = default_app()
 
-for _where, _why in catalog.load_defaults().errors.items():
+for _where, _why in catalog.load_defaults(quiet=True).errors.items():
     logging.getLogger(__name__).error("cannot load flows from %s: %s", _where, _why)

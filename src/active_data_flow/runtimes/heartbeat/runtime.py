@@ -11,11 +11,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol
 
-from pydantic import Field, field_validator
+from pydantic import Field, model_validator
 
+from active_data_flow.connector import option_error
+from active_data_flow.errors import ConfigurationError
 from active_data_flow.flow import DataFlow
 from active_data_flow.registry import register_runtime
 from active_data_flow.runtime import Runtime, RuntimeConfig
+from active_data_flow.runtimes.heartbeat._checks import check_timezone, cron_field_problem
 
 if TYPE_CHECKING:
     from active_data_flow.runtimes.heartbeat.store import ClaimedRun, RunRecord, Store
@@ -44,16 +47,20 @@ class HeartbeatConfig(RuntimeConfig):
         """Seconds to wait after failed attempt ``attempt`` (1-based) before the next."""
         return float(min(self.backoff * 2 ** (attempt - 1), self.backoff_max))
 
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
+    @model_validator(mode="after")
+    def _schedulable(self) -> HeartbeatConfig:
+        """Refuse, where the flow is defined, a schedule no heartbeat could follow: a cron
+        field out of range (``"0 25 * * *"``), an unknown time zone. (Whether a cron
+        expression ever matches is checked when the flow is synced.)"""
         try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown timezone {value!r}") from None
-        return value
+            check_timezone(self.timezone)
+        except ConfigurationError as exc:
+            raise option_error("timezone", f"option 'timezone': {exc}") from None
+        problem = cron_field_problem(self.interval) if isinstance(self.interval, str) else None
+        if problem:
+            raise option_error("interval", f"option 'interval': invalid cron expression "
+                                           f"{self.interval!r}: {problem}")
+        return self
 
 
 class Dispatch(Protocol):

@@ -19,12 +19,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from croniter import CroniterBadDateError, croniter
 
 from active_data_flow.errors import ConfigurationError
 from active_data_flow.runtime import check_interval, expand_cron
+from active_data_flow.runtimes.heartbeat._checks import check_timezone, cron_field_problem
 
 __all__ = ["Schedule", "interval_of", "schedule_of"]
 
@@ -119,18 +120,26 @@ def schedule_of(runtime_spec: dict[str, Any]) -> Schedule | None:
     if isinstance(interval, str):
         interval = expand_cron(interval)
     if not isinstance(interval, str) or not croniter.is_valid(interval):
-        raise ConfigurationError(f"invalid cron expression {interval!r}", option="interval")
-    if not isinstance(timezone, str):
-        raise ConfigurationError(f"unknown timezone {timezone!r}", option="timezone")
-    try:
-        ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigurationError(f"unknown timezone {timezone!r}", option="timezone") from None
+        raise ConfigurationError(f"invalid cron expression {interval!r}{_cron_problem(interval)}",
+                                 option="interval")
+    check_timezone(timezone)
     if not _ever_matches(interval):
         raise ConfigurationError(
             f"cron expression {interval!r} never matches a date (e.g. the 30th of February)",
             option="interval")
     return Schedule(cron=interval, timezone=timezone)
+
+
+def _cron_problem(expression: object) -> str:
+    """Why a cron expression is invalid, as a clause (``": the hour field '25' is..."``)."""
+    if not isinstance(expression, str):
+        return ""
+    fields = expression.split()
+    if len(fields) not in (5, 6):
+        return (f": expected five fields (minute hour day-of-month month day-of-week, e.g. "
+                f"'0 2 * * *'), got {len(fields)}")
+    problem = cron_field_problem(expression)
+    return f": {problem}" if problem else ""
 
 
 @lru_cache(maxsize=1024)

@@ -212,6 +212,44 @@ class Database:
                 time.sleep(pause)
                 attempt += 1
 
+    def wait_reachable(
+        self, timeout_s: float, *, on_retry: Callable[[str, float], None] | None = None,
+        option: str = "database", fix: str = "",
+    ) -> None:
+        """Connect once, retrying transient failures (refused, reset, timed out) for up to
+        ``timeout_s`` seconds; ``on_retry(reason, pause)`` runs before each pause (to say
+        so). A failure no retry cures (a database or user that does not exist, refused
+        credentials, a missing SQLite folder) is not retried; ``fix`` ends its message
+        (where to change the setting).
+
+        Raises:
+            ConfigurationError: a permanent failure; ``option`` names the setting to fix.
+            unavailable_error: still unreachable after ``timeout_s`` seconds.
+        """
+        deadline = time.monotonic() + timeout_s
+        pause = 0.25
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                with self.engine.connect():
+                    return
+            except (sa.exc.DBAPIError, sa.exc.TimeoutError) as exc:
+                detail = self.mask(describe(exc))
+                if not is_transient_db_error(exc):
+                    raise ConfigurationError(f"cannot use {self.label}: {detail}{fix}",
+                                             option=option) from exc
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise self.unavailable_error(
+                        f"{self.label} unreachable for {timeout_s:g}s ({attempt} attempt(s)): "
+                        f"{detail}") from exc
+                wait = min(pause, left)
+                if on_retry is not None:
+                    on_retry(self.mask(_first_line(exc)), wait)
+                time.sleep(wait)
+                pause = min(pause * 2, 2.0)
+
     # -- transactions ---------------------------------------------------------------------
     @contextmanager
     def write(self) -> Iterator[Connection]:

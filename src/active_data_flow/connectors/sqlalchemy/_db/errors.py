@@ -36,6 +36,10 @@ _PG_TRANSIENT_CLASSES = {"08", "40", "53", "57"}
 _PG_LOCK_NOT_AVAILABLE = "55P03"
 _TRANSIENT_WORDS = ("locked", "busy", "connection", "server closed", "terminat", "timeout",
                     "timed out")
+# Connection failures without an error code (libpq reports the server's FATAL as text) that
+# no retry cures: a database or role that does not exist, refused credentials.
+_PERMANENT_WORDS = ("does not exist", "authentication failed", "no password supplied",
+                    "pg_hba.conf")
 
 
 def is_transient_db_error(exc: BaseException) -> bool:
@@ -44,7 +48,8 @@ def is_transient_db_error(exc: BaseException) -> bool:
     Transient: an exhausted pool, an invalidated connection, deadlocks, serialisation
     failures, lock timeouts, disconnects and shutdowns (by SQLSTATE on PostgreSQL, error
     number on MySQL/MariaDB, message on SQLite). Never an integrity error: a constraint
-    that said no will say no again.
+    that said no will say no again; nor a database or user that does not exist, nor refused
+    credentials.
     """
     if isinstance(exc, sa.exc.IntegrityError):
         return False
@@ -63,6 +68,8 @@ def is_transient_db_error(exc: BaseException) -> bool:
         return args[0] in _MYSQL_TRANSIENT
     if isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError)):
         text = str(orig).lower()
+        if any(word in text for word in _PERMANENT_WORDS):
+            return False
         return any(word in text for word in _TRANSIENT_WORDS)
     return False
 

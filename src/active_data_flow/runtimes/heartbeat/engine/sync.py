@@ -37,7 +37,7 @@ class SyncReport(Record):
 
 
 def sync(store: Store, target: FlowTarget | None = None, *, prune: bool = False,
-         flows: FlowCatalog | None = None) -> SyncReport:
+         flows: FlowCatalog | None = None, quiet: bool = False) -> SyncReport:
     """Register or update code-defined flows in the store.
 
     Args:
@@ -47,6 +47,7 @@ def sync(store: Store, target: FlowTarget | None = None, *, prune: bool = False,
             ``ADF_FLOWS`` (see :mod:`.catalog`) plus anything loaded already.
         prune: delete code flows that no loaded module defines any more (unless running).
         flows: the catalog (default: the process-wide one).
+        quiet: do not log modules that fail to load (the caller reports ``errors``).
 
     Every flow loaded in this process is synced. A code flow in the store that none defines
     is reported ``missing`` and its record gets a ``code_error`` saying why (including the
@@ -54,7 +55,8 @@ def sync(store: Store, target: FlowTarget | None = None, *, prune: bool = False,
     """
     known = flows or catalog
     report = SyncReport()
-    loaded = known.load(target) if target is not None else known.load_defaults()
+    loaded = (known.load(target, quiet=quiet) if target is not None
+              else known.load_defaults(quiet=quiet))
     report.errors.update(loaded.errors)
     for flow_class in known.classes():
         try:

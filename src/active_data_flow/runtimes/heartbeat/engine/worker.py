@@ -17,6 +17,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from active_data_flow.catalog import FlowTarget, load_flows
+from active_data_flow.errors import ActiveDataFlowError
 from active_data_flow.runtimes.heartbeat.engine.beat import BeatSummary, beat
 from active_data_flow.runtimes.heartbeat.engine.executor import Executor
 from active_data_flow.runtimes.heartbeat.store import ClaimedRun
@@ -165,6 +166,10 @@ class Worker:
                 self.last_summary = summary
                 if self.on_beat is not None:
                     self.on_beat(summary)
+            except ActiveDataFlowError as exc:  # the store is down, say: one line per beat
+                log.warning("worker %s: heartbeat failed (%s); trying again in %gs",
+                            self.worker_id, " ".join(str(exc).split()), self.interval,
+                            extra={"action": "beat_failed"})
             except Exception:
                 log.exception("worker %s: heartbeat failed; trying again in %ss",
                               self.worker_id, self.interval)

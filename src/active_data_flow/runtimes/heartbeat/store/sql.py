@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
+import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
 
+from active_data_flow.connectors.sqlalchemy._db import describe, is_transient_db_error
+from active_data_flow.errors import ConfigurationError
 from active_data_flow.runtimes.heartbeat.store import schema
 from active_data_flow.runtimes.heartbeat.store._db import Database, same_database
 from active_data_flow.runtimes.heartbeat.store.base import (
@@ -20,10 +24,38 @@ from active_data_flow.runtimes.heartbeat.store.dead_letters import SqlDeadLetter
 from active_data_flow.runtimes.heartbeat.store.flows import SqlFlows
 from active_data_flow.runtimes.heartbeat.store.inbox import SqlInbox
 from active_data_flow.runtimes.heartbeat.store.partitions import SqlPartitions
+from active_data_flow.runtimes.heartbeat.store.records import StoreError, StoreUnavailable
 from active_data_flow.runtimes.heartbeat.store.runs import SqlRuns
 from active_data_flow.runtimes.heartbeat.store.workers import SqlWorkers
 
-__all__ = ["FlowStore"]
+_T = TypeVar("_T")
+
+__all__ = ["CONNECT_TIMEOUT_ENV", "DEFAULT_CONNECT_TIMEOUT", "FlowStore",
+           "default_connect_timeout"]
+
+#: Seconds :meth:`FlowStore.wait_reachable` retries an unreachable database by default.
+DEFAULT_CONNECT_TIMEOUT = 10.0
+CONNECT_TIMEOUT_ENV = "ADF_STORE_CONNECT_TIMEOUT"
+
+
+def default_connect_timeout() -> float:
+    """``ADF_STORE_CONNECT_TIMEOUT`` (``adf.toml``: ``store_connect_timeout``), else 10 s.
+
+    Raises:
+        ConfigurationError: the variable is not a number of seconds from 0 to 3600.
+    """
+    text = os.environ.get(CONNECT_TIMEOUT_ENV, "").strip()
+    if not text:
+        return DEFAULT_CONNECT_TIMEOUT
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 3600:
+        raise ConfigurationError(
+            f"{CONNECT_TIMEOUT_ENV} (store_connect_timeout) must be a number of seconds from "
+            f"0 to 3600, got {text!r}", option=CONNECT_TIMEOUT_ENV)
+    return value
 
 
 class FlowStore(Store):
@@ -39,7 +71,11 @@ class FlowStore(Store):
             a fifth of the lease), one statement per worker however many runs it holds.
         auto_upgrade: apply pending migrations now. Default: yes for SQLite (the embedded
             default), no for server databases (run ``adf db upgrade``, or :meth:`upgrade`).
-        retry_seconds: how long transient database failures are retried.
+        connect_timeout: how long the store waits for an unreachable (or locked) database:
+            :meth:`wait_reachable` at a command's start, and each transaction, retried whole
+            on transient failures (default: ``ADF_STORE_CONNECT_TIMEOUT``, adf.toml
+            ``store_connect_timeout``, else 10 s).
+        retry_seconds: how long a transaction is retried, if not ``connect_timeout``.
         clock: a function giving the current aware datetime (tests travel in time with it).
 
     Example:
@@ -55,14 +91,18 @@ class FlowStore(Store):
         lease_seconds: float | None = None,
         renew_seconds: float | None = None,
         auto_upgrade: bool | None = None,
-        retry_seconds: float = 20.0,
+        retry_seconds: float | None = None,
+        connect_timeout: float | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
+        self.connect_timeout = (default_connect_timeout() if connect_timeout is None
+                                else connect_timeout)
         self.settings = StoreSettings(
             lease_seconds=float(default_lease_seconds() if lease_seconds is None
                                 else lease_seconds),
             renew_seconds=renew_seconds, clock=clock or utcnow)
-        self._db = Database(url, engine=engine, retry_seconds=retry_seconds)
+        self._db = Database(url, engine=engine, retry_seconds=(
+            self.connect_timeout if retry_seconds is None else retry_seconds))
         self.flows = SqlFlows(self._db, self.settings)
         self.runs = SqlRuns(self._db, self.settings)
         self.partitions = SqlPartitions(self._db, self.settings)
@@ -89,17 +129,45 @@ class FlowStore(Store):
         """The store's database handle (engine plus transaction helpers)."""
         return self._db
 
+    def wait_reachable(self, on_retry: Callable[[str, float], None] | None = None) -> None:
+        """Connect once, retrying transient failures for :attr:`connect_timeout` seconds
+        (``on_retry(reason, pause)`` before each pause); the commands call this first, so a
+        database that is down or wrong is one clear error instead of a hang.
+
+        Raises:
+            ConfigurationError: the database does not exist, refuses the credentials, or
+                cannot be opened (``option`` is ``ADF_DATABASE_URL``); not retried.
+            StoreUnavailable: still unreachable after :attr:`connect_timeout` seconds.
+        """
+        self._db.wait_reachable(
+            self.connect_timeout, on_retry=on_retry, option="ADF_DATABASE_URL",
+            fix=" (fix database_url in adf.toml, or ADF_DATABASE_URL)")
+
     def upgrade(self, revision: str = "heads") -> None:
         """Apply the store's migrations up to ``revision`` (``adf db upgrade``)."""
-        schema.upgrade(self._db, revision)
+        self._schema("migrating", lambda: schema.upgrade(self._db, revision))
 
     def downgrade(self, revision: str) -> None:
         """Revert the store's migrations to ``revision`` (``"base"`` drops the tables)."""
-        schema.downgrade(self._db, revision)
+        self._schema("migrating", lambda: schema.downgrade(self._db, revision))
 
     def current(self) -> str | None:
         """The revision the database is at (``None``: not migrated)."""
-        return schema.current_revision(self._db)
+        return self._schema("reading the schema revision",
+                            lambda: schema.current_revision(self._db))
+
+    def _schema(self, action: str, work: Callable[[], _T]) -> _T:
+        """Run a schema operation; a database error becomes a store error naming the
+        database (masked) instead of a driver traceback."""
+        try:
+            return work()
+        except (sa.exc.DBAPIError, sa.exc.TimeoutError) as exc:
+            detail = f"{self._db.label}: {action} failed: {self._db.mask(describe(exc))}"
+            if is_transient_db_error(exc):
+                raise StoreUnavailable(detail) from exc
+            if isinstance(exc, sa.exc.OperationalError):  # cannot connect: a wrong database
+                raise ConfigurationError(detail, option="ADF_DATABASE_URL") from exc
+            raise StoreError(detail) from exc
 
     def is_current(self) -> bool:
         """Whether the database is at the newest revision."""

@@ -64,7 +64,9 @@ def test_a_misdefined_flow_is_reported_and_its_record_says_why(
 
     report = sync(store, bad, flows=flows)
 
-    assert report.errors["orders"] == "flow 'orders': invalid cron expression '61 * * * *'"
+    assert report.errors["orders"] == (
+        "flow 'orders': heartbeat runtime: option 'interval': invalid cron expression "
+        "'61 * * * *': the minute field '61' is out of range (0-59)")
     assert store.get_flow("orders").code_error == report.errors["orders"]
     assert store.get_flow("orders").spec == good.flow_spec()  # the stored flow is kept
 
