@@ -969,6 +969,24 @@ def test_reclaim_expired_fails_runs_whose_lease_expired_and_queues_recovery(
         lost.id, "failed", lost.error)
 
 
+def test_next_lease_expiry_is_when_the_earliest_running_lease_runs_out(
+    store: Store, clock: Clock
+) -> None:
+    assert store.runs.next_lease_expiry() is None  # nothing running
+    for name in ("a", "b"):
+        store.create_flow(flow(name, interval=3600))
+    claims = {c.flow.name: c for c in store.runs.claim_due("w1")}
+    assert store.runs.next_lease_expiry() == clock.now + timedelta(seconds=LEASE)
+    clock.advance(3)
+    assert store.runs.renew([claims["a"]]) == set()  # a's lease now runs out 3 s after b's
+    assert store.runs.next_lease_expiry() == clock.now - timedelta(seconds=3) + timedelta(
+        seconds=LEASE)
+    ok(store, claims["b"])
+    assert store.runs.next_lease_expiry() == clock.now + timedelta(seconds=LEASE)
+    ok(store, claims["a"])
+    assert store.runs.next_lease_expiry() is None
+
+
 def test_reclaiming_a_paused_flows_run_queues_a_recovery_only_for_a_rerun(
     store: Store, clock: Clock
 ) -> None:

@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 __all__ = ["Worker", "install_stop_handlers", "stopping_on_signals"]
 
 log = logging.getLogger(__name__)
+#: how long after a lease expires a waiting worker beats to reclaim it (and at least how long
+#: it waits between beats when leases keep expiring)
+_EXPIRY_MARGIN = 0.2
 
 
 class Worker:
@@ -173,8 +176,21 @@ class Worker:
             except Exception:
                 log.exception("worker %s: heartbeat failed; trying again in %ss",
                               self.worker_id, self.interval)
-            self._stop.wait(self.interval)
+            self._stop.wait(self._pause())
         log.info("worker %s: stopped", self.worker_id, extra={"action": "worker_stop"})
+
+    def _pause(self) -> float:
+        """Seconds until the next beat: ``interval``, or less when a running run's lease
+        expires sooner (its worker may be dead: the beat right after the expiry reclaims it
+        and starts its recovery run, so recovery does not wait up to a whole interval more)."""
+        try:
+            expiry = self.store.runs.next_lease_expiry()
+        except Exception:  # the store is down: the next beat says so
+            return self.interval
+        if expiry is None:
+            return self.interval
+        until = (expiry - self.store.now()).total_seconds() + _EXPIRY_MARGIN
+        return min(self.interval, max(_EXPIRY_MARGIN, until))
 
     def _release_held(self) -> None:
         """Give back the runs still going at the shutdown timeout: each is first revoked (its

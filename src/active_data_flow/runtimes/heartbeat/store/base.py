@@ -416,6 +416,11 @@ class RunRepository(Protocol):
         """Fail runs whose lease expired and queue a recovery run for each flow."""
         ...
 
+    def next_lease_expiry(self) -> datetime | None:
+        """When the earliest lease of a running run expires (None: no run is running): an
+        idle worker wakes then to reclaim it, instead of at its next regular beat."""
+        ...
+
     def get(self, run_id: int) -> RunRecord:
         """The run with that id (``RunNotFound`` if none)."""
         ...

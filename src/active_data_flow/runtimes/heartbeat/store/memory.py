@@ -535,6 +535,12 @@ class _Runs(_Repository):
                        error_type=None, **(counts.values() if counts else {}))
             return self._run_record(run)
 
+    def next_lease_expiry(self) -> datetime | None:
+        with self._t.lock:
+            return min((r["lease_expires_at"] for r in self._t.runs.values()
+                        if r["status"] == _RUNNING and r["lease_expires_at"] is not None),
+                       default=None)
+
     def reclaim_expired(self, *, limit: int = 100) -> list[int]:
         with self._t.lock:
             now = self.now()

@@ -313,6 +313,14 @@ class SqlRuns(SqlRepository):
         return self.get(claim.run_id)
 
     # -- recovering from dead workers ----------------------------------------------------
+    def next_lease_expiry(self) -> datetime | None:
+        """The ``(status, lease_expires_at)`` index answers this from its first entry."""
+        def work(conn: Connection) -> datetime | None:
+            return conn.execute(sa.select(sa.func.min(runs.c.lease_expires_at)).where(
+                runs.c.status == _RUNNING)).scalar()
+
+        return self._db.transact(work, write=False)
+
     def reclaim_expired(self, *, limit: int = 100) -> list[int]:
         def work(conn: Connection) -> list[int]:
             now = self.now()

@@ -20,7 +20,7 @@ from active_data_flow.runtimes.heartbeat.engine.beat import BeatSummary
 from active_data_flow.runtimes.heartbeat.engine.sync import sync
 from active_data_flow.runtimes.heartbeat.engine.worker import Worker
 from active_data_flow.runtimes.heartbeat.store import MemoryStore
-from tests.unit.runtimes.heartbeat.engine.kit import rows, spec, written
+from tests.unit.runtimes.heartbeat.engine.kit import LEASE, Clock, rows, spec, written
 
 WAIT = 5.0
 
@@ -165,3 +165,19 @@ def test_starting_and_stopping_leaves_no_thread_and_no_run_behind(
     assert store.list_runs(status="running").total == 0
     assert {t for t in threading.enumerate() if t not in before and t.is_alive()} == set()
     MemorySink.records_of(sink).clear()
+
+
+def test_a_waiting_worker_beats_right_after_a_lease_runs_out(
+    store: MemoryStore, clock: Clock, make_worker: Callable[..., Worker]
+) -> None:
+    """A dead worker's run is reclaimed by the first beat after its lease expires, not up to a
+    whole interval later: the wait between beats ends just after the earliest expiry."""
+    worker = make_worker(interval=60)
+    assert worker._pause() == 60  # nothing running: the regular interval
+    store.create_flow(spec("orphan", rows(2), "orphan_sink", interval=3600))
+    store.runs.claim_due("gone")  # its worker dies: nobody renews the lease
+    assert worker._pause() == pytest.approx(LEASE + 0.2)
+    clock.advance(LEASE - 1)
+    assert worker._pause() == pytest.approx(1.2)
+    clock.advance(5)  # expired, not reclaimed yet: beat almost at once
+    assert worker._pause() == pytest.approx(0.2)
