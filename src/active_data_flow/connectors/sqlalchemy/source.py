@@ -14,8 +14,10 @@ from pydantic import Field, field_validator
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from active_data_flow.columnar import ArrowBatch
 from active_data_flow.connector import Partition, Source, SourceConfig, check_parts
 from active_data_flow.connectors.sqlalchemy import _db
+from active_data_flow.connectors.sqlalchemy._arrow import arrow_types, page_table
 from active_data_flow.connectors.sqlalchemy._db import Database
 from active_data_flow.connectors.sqlalchemy._models import ModelInfo, model_database
 from active_data_flow.connectors.sqlalchemy._options import ModelOptions, names
@@ -108,7 +110,7 @@ class SqlAlchemySource(Source):
         )
         self._lag = _lag_step(self._plan, cfg.lag, what)
         self._db: Database | None = None
-        self._streams: weakref.WeakSet[Generator[Message, None, None]] = weakref.WeakSet()
+        self._streams: weakref.WeakSet[Generator[Any, None, None]] = weakref.WeakSet()
 
     def to_dict(self) -> dict[str, Any]:
         """The spec: the model as its import string, the database as its registered name
@@ -159,6 +161,35 @@ class SqlAlchemySource(Source):
                         message = Row(zip(keys, values))  # noqa: B905
                         message.position = position_of(values)
                         yield message
+        finally:
+            reader.close()
+
+    def read_batches(self, cursor: Any = None, size: int = 10_000) -> Iterator[ArrowBatch]:
+        """The rows after ``cursor`` as Arrow batches: one keyset page of up to ``size``
+        rows each (the flow's batch: one page, one transform, one flush), with the same
+        filters, ``lag`` window and positions as :meth:`each`.
+
+        Raises:
+            ConfigurationError: the cursor is not a position of this source (at once).
+        """
+        after = None if cursor is None else self._plan.keyset.decode(cursor, self._label())
+        stream = self._batch_stream(after, size)
+        self._streams.add(stream)
+        return stream
+
+    def _batch_stream(
+        self, after: tuple[Any, ...] | None, size: int
+    ) -> Generator[ArrowBatch, None, None]:
+        reader = _PageReader(self, self._database(), page_size=min(size, 100_000))
+        info = self._info
+        types = arrow_types([info.columns.get(k) for k in reader.keys])
+        position_of = reader.position_of
+        try:
+            for rows, fixed in reader.pages(after):
+                table = page_table(rows, reader.keys, types)
+                position = fixed if fixed is not None else position_of(rows[-1])
+                del rows
+                yield ArrowBatch(table, position, _positions(table, position_of, fixed))
         finally:
             reader.close()
 
@@ -243,12 +274,14 @@ class SqlAlchemySource(Source):
 class _PageReader:
     """Holds one connection for a read; each page is its own short transaction."""
 
-    def __init__(self, source: SqlAlchemySource, db: Database) -> None:
+    def __init__(
+        self, source: SqlAlchemySource, db: Database, page_size: int | None = None
+    ) -> None:
         self.source, self.db = source, db
         self.plan = source._plan
         self.dialect = db.dialect
         self.conn: Connection | None = None
-        self.page_size = source.config.batch_size
+        self.page_size = page_size or source.config.batch_size
         self.keys = self.plan.keys + tuple(self.plan.nested)
         self.position_of = self.plan.keyset.position_getter(self.plan.key_indexes)
         # A one-column key whose values are JSON-safe as they are (an integer id).
@@ -381,6 +414,14 @@ class _PageReader:
             conn.invalidate()
         finally:
             conn.close()
+
+
+def _positions(table: Any, position_of: Any, fixed: Any) -> Any:
+    """The position of row ``i`` of a page's table (rows of a lag window keep the cursor)."""
+    if fixed is not None:
+        return lambda i: fixed
+    columns = table.columns
+    return lambda i: position_of([c[i].as_py() for c in columns])
 
 
 def _lag_step(plan: QueryPlan, lag: Any, what: str) -> Any:
