@@ -170,9 +170,31 @@ def test_awkward_text_and_nulls_survive_the_columnar_sink(engine: sa.Engine) -> 
     from active_data_flow.connectors.memory import MemorySource
 
     names = ["", None, 'quote " and, comma', "new\nline", "back\\slash", "tab\there", "é ü"]
-    records = [{"id": i, "email": f"e{i}@x.org", "name": n} for i, n in enumerate(names)]
+    stamps = [T0 + dt.timedelta(days=i, microseconds=i * 7) for i in range(len(names))]
+    records = [{"id": i, "email": f"e{i}@x.org", "name": n, "updated_at": t}
+               for i, (n, t) in enumerate(zip(names, stamps, strict=True))]
     flow = batch_flow(MemorySource(records=records),
                       SqlAlchemySink(model=Contact, database=url_of(engine)),
                       lambda batch: batch)
     assert flow().run().written == len(names)
-    assert [r[0] for r in rows(engine, Contact, "name")] == names
+    assert rows(engine, Contact, "name", "updated_at") == list(zip(names, stamps, strict=True))
+
+
+def test_without_adbc_postgresql_pages_come_from_the_sqlalchemy_driver(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """ADBC is optional: without it PostgreSQL pages are read through psycopg."""
+    from active_data_flow.connectors.sqlalchemy import source as source_module
+    from tests.integration.sqlalchemy.models import Base
+
+    monkeypatch.setattr(source_module, "_adbc", lambda: None)
+    eng = sa.create_engine(postgres_url)
+    Base.metadata.create_all(eng)
+    insert(eng, Person, people(12))
+    flow = batch_flow(SqlAlchemySource(model=Person, database=postgres_url),
+                      SqlAlchemySink(model=Contact, database=postgres_url))
+    assert flow().run().cursor == 12
+    got = rows(eng, Contact, "id", "name", "score", "updated_at")
+    assert got[0] == (1, "P1", Decimal("0.25"), T0)
+    assert len(got) == 12
+    eng.dispose()

@@ -385,6 +385,12 @@ class _ColumnWriter:
         self.constants = constants
         self.core_keys = core_keys
         self.batch_size = batch_size
+        # SQLite date-times in SQLAlchemy's default text: rendered by Arrow, in C.
+        self.sqlite_text = {
+            key for key in self.order
+            if type(impl := info.table.c[key].type.dialect_impl(dialect)) is sqlite.DATETIME
+            and impl._storage_format == _SQLITE_DATETIME_FORMAT
+        }
 
     def prepare(self, conn: Connection) -> None:
         pass
@@ -396,7 +402,11 @@ class _ColumnWriter:
             if key in self.constants:
                 values: list[Any] = [self.constants[key]] * n
             else:
-                values = table.column(self.core_keys[key]).to_pylist()
+                column = table.column(self.core_keys[key])
+                if key in self.sqlite_text and (text := _sqlite_datetimes(column)) is not None:
+                    columns.append(text)
+                    continue
+                values = column.to_pylist()
             proc = self.processors.get(key)
             columns.append(values if proc is None else list(map(proc, values)))
         rows = list(zip(*columns))  # noqa: B905  # equal lengths: one table's columns
@@ -404,6 +414,20 @@ class _ColumnWriter:
         step = self.batch_size
         for start in range(0, n, step):
             conn.exec_driver_sql(self.sql, rows[start:start + step])
+
+
+def _sqlite_datetimes(column: Any) -> list[Any] | None:
+    """Naive timestamps as SQLAlchemy's SQLite text (``2024-01-01 12:00:00.000000``), or
+    ``None`` for other types (the processor then formats them)."""
+    import pyarrow as pa
+
+    if not pa.types.is_timestamp(column.type) or column.type.tz is not None:
+        return None
+    try:  # microseconds render as SQLAlchemy's text: six digits, a space before the time
+        text = column.cast(pa.timestamp("us")).cast(pa.string())
+    except pa.ArrowInvalid:  # nanoseconds that microseconds cannot hold: the processor
+        return None
+    return text.to_pylist()  # type: ignore[no-any-return]
 
 
 def _copy_table(writer: _CopyWriter, conn: Connection, table: Any) -> None:

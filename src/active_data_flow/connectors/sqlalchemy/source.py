@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import weakref
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -17,7 +17,11 @@ from sqlalchemy.orm import Session
 from active_data_flow.columnar import ArrowBatch
 from active_data_flow.connector import Partition, Source, SourceConfig, check_parts
 from active_data_flow.connectors.sqlalchemy import _db
-from active_data_flow.connectors.sqlalchemy._arrow import arrow_types, page_table
+from active_data_flow.connectors.sqlalchemy._arrow import (
+    arrow_types,
+    column_converters,
+    page_table,
+)
 from active_data_flow.connectors.sqlalchemy._db import Database
 from active_data_flow.connectors.sqlalchemy._models import ModelInfo, model_database
 from active_data_flow.connectors.sqlalchemy._options import ModelOptions, names
@@ -180,15 +184,18 @@ class SqlAlchemySource(Source):
     def _batch_stream(
         self, after: tuple[Any, ...] | None, size: int
     ) -> Generator[ArrowBatch, None, None]:
-        reader = _PageReader(self, self._database(), page_size=min(size, 100_000))
+        db = self._database()
+        page_size = min(size, 100_000)
         info = self._info
-        types = arrow_types([info.columns.get(k) for k in reader.keys])
+        keys = self._plan.keys + tuple(self._plan.nested)
+        types = arrow_types([info.columns.get(k) for k in keys])
+        reader: _PageReader = (
+            AdbcPageReader(self, db, page_size, types) if AdbcPageReader.serves(db, self._plan)
+            else ColumnPageReader(self, db, page_size, types))
         position_of = reader.position_of
         try:
-            for rows, fixed in reader.pages(after):
-                table = page_table(rows, reader.keys, types)
-                position = fixed if fixed is not None else position_of(rows[-1])
-                del rows
+            for table, fixed in reader.pages(after):
+                position = fixed if fixed is not None else position_of(reader.last_row(table))
                 yield ArrowBatch(table, position, _positions(table, position_of, fixed))
         finally:
             reader.close()
@@ -324,8 +331,12 @@ class _PageReader:
                 return
             if remaining is not None:
                 remaining -= len(rows)
-            last = rows[-1]
+            last = self.last_row(rows)
             after = tuple(last[i] for i in key_indexes)
+
+    def last_row(self, rows: Any) -> Sequence[Any]:
+        """The values of a page's last row."""
+        return rows[-1]  # type: ignore[no-any-return]
 
     def scalar(self, stmt: sa.Select[Any]) -> Any:
         """One value (a count) on this reader's connection, retried like a page."""
@@ -355,7 +366,7 @@ class _PageReader:
                     objects = session.scalars(stmt).all()
                     rows: list[Any] = [self._values(o) for o in objects]
             else:
-                rows = list(conn.execute(stmt).fetchall())
+                rows = self._rows(conn, stmt)
         finally:
             if conn.in_transaction() and not conn.invalidated:
                 try:  # end the page's transaction: no snapshot is held between pages
@@ -363,6 +374,9 @@ class _PageReader:
                 except sa.exc.DBAPIError:  # a dead connection: the next page reconnects
                     self._drop()
         return rows
+
+    def _rows(self, conn: Connection, stmt: sa.Select[Any]) -> Any:
+        return list(conn.execute(stmt).fetchall())
 
     def _values(self, obj: Any) -> tuple[Any, ...]:
         record = self.plan.as_record(obj)
@@ -414,6 +428,112 @@ class _PageReader:
             conn.invalidate()
         finally:
             conn.close()
+
+
+class ColumnPageReader(_PageReader):
+    """Pages as Arrow tables, from the driver's raw rows: each column is converted once,
+    with Arrow's casts where they match SQLAlchemy's result processing (SQLite's date-time
+    text, say) and the processor value by value elsewhere."""
+
+    def __init__(self, source: SqlAlchemySource, db: Database, page_size: int,
+                 types: list[Any]) -> None:
+        super().__init__(source, db, page_size)
+        self.types = types
+        columns = [source._info.columns.get(k) for k in self.keys]
+        self.converters = column_converters(columns, types, db.engine.dialect)
+
+    def last_row(self, rows: Any) -> Sequence[Any]:
+        return [column[-1].as_py() for column in rows.columns]
+
+    def _run(self, stmt: sa.Select[Any]) -> Any:
+        rows = super()._run(stmt)
+        if self.plan.uses_orm:  # values made by the ORM, already processed
+            return page_table(rows, self.keys, self.types)
+        return page_table(rows, self.keys, self.converters)
+
+    def _rows(self, conn: Connection, stmt: sa.Select[Any]) -> Any:
+        result = conn.execute(stmt)
+        try:  # the driver's rows: SQLAlchemy's per-row processing is done per column instead
+            return result.cursor.fetchall()
+        finally:
+            result.close()
+
+
+class AdbcPageReader(ColumnPageReader):
+    """PostgreSQL pages read straight into Arrow by ADBC (``adbc-driver-postgresql``, binary
+    COPY on the server side, decoded in C): the same statements, bounds and positions as
+    :class:`_PageReader`, on an ADBC connection of its own (each page in autocommit, read
+    only when the source is). Driver errors are raised as SQLAlchemy's, so transient ones
+    are retried like any page."""
+
+    def __init__(self, source: SqlAlchemySource, db: Database, page_size: int,
+                 types: list[Any]) -> None:
+        super().__init__(source, db, page_size, types)
+        self.adbc: Any = None
+
+    @staticmethod
+    def serves(db: Database, plan: QueryPlan) -> bool:
+        """Whether ADBC can read this source: PostgreSQL, plain columns, driver installed."""
+        return db.dialect == "postgresql" and not plan.uses_orm and _adbc() is not None
+
+    def _run(self, stmt: sa.Select[Any]) -> Any:
+        module = _adbc()
+        assert module is not None
+        sql = str(stmt.compile(dialect=self.db.engine.dialect,
+                               compile_kwargs={"literal_binds": True}))
+        try:
+            if self.adbc is None:
+                url = self.db.engine.url.set(drivername="postgresql")
+                self.adbc = module.connect(url.render_as_string(hide_password=False),
+                                           autocommit=True)
+                if self.source.config.readonly:
+                    with self.adbc.cursor() as cursor:
+                        cursor.execute(_READONLY_ON["postgresql"])
+            with self.adbc.cursor() as cursor:
+                cursor.execute(sql)
+                table = cursor.fetch_arrow_table()
+        except module.Error as exc:
+            gone = isinstance(exc, (module.OperationalError, module.InterfaceError))
+            if gone:
+                self._drop()
+            raise sa.exc.DBAPIError.instance(
+                sql, None, exc, module.Error, connection_invalidated=gone) from exc
+        table = table.rename_columns(list(self.keys))
+        return _cast(table, self.types)
+
+    def _drop(self) -> None:
+        conn, self.adbc = self.adbc, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:
+                log.debug("closing an ADBC connection failed", exc_info=True)
+
+    def close(self) -> None:
+        self._drop()
+
+
+def _adbc() -> Any:
+    """The ADBC PostgreSQL DB-API module, or ``None`` when it is not installed."""
+    try:
+        import adbc_driver_postgresql.dbapi as module
+    except ImportError:
+        return None
+    return module
+
+
+def _cast(table: Any, types: list[Any]) -> Any:
+    """Columns cast to the model's Arrow types where ADBC's differ (int4 -> int64, numeric
+    as text -> decimal); a column that cannot be cast keeps ADBC's type."""
+    columns = []
+    for column, kind in zip(table.columns, types, strict=True):
+        if kind is not None and column.type != kind:
+            try:
+                column = column.cast(kind)
+            except Exception:
+                log.debug("keeping ADBC's type %s (no cast to %s)", column.type, kind)
+        columns.append(column)
+    return type(table).from_arrays(columns, names=table.column_names)
 
 
 def _positions(table: Any, position_of: Any, fixed: Any) -> Any:
