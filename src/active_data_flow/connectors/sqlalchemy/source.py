@@ -83,7 +83,7 @@ class SqlAlchemySource(Source):
         limit: int | None = Field(default=None, ge=1)
         select: list[str] | None = None
         includes: list[str] = Field(default_factory=list)
-        batch_size: int = Field(default=1000, ge=1, le=100_000)
+        batch_size: int = Field(default=10_000, ge=1, le=100_000)
         readonly: bool = True
         cursor_column: list[str] | None = None
         lag: dt.timedelta | int | float | Decimal | None = None
@@ -293,6 +293,7 @@ class _PageReader:
         self.position_of = self.plan.keyset.position_getter(self.plan.key_indexes)
         # A one-column key whose values are JSON-safe as they are (an integer id).
         self.single_key = self.plan.keyset.plain_index(self.plan.key_indexes)
+        self.raw: bool | None = None  # pages skip SQLAlchemy's rows (learnt on the first)
 
     def pages(self, after: tuple[Any, ...] | None) -> Iterator[tuple[list[Any], Any]]:
         """Pages of rows after ``after``, each with the position to give all its rows
@@ -376,7 +377,17 @@ class _PageReader:
         return rows
 
     def _rows(self, conn: Connection, stmt: sa.Select[Any]) -> Any:
-        return list(conn.execute(stmt).fetchall())
+        """A page's rows: the driver's own tuples when no column needs SQLAlchemy's result
+        processing (one SQLAlchemy row object less per row), else SQLAlchemy's rows."""
+        result = conn.execute(stmt)
+        if self.raw is None:
+            self.raw = _unprocessed(result)
+        if not self.raw:
+            return list(result.fetchall())
+        try:
+            return result.cursor.fetchall()
+        finally:
+            result.close()
 
     def _values(self, obj: Any) -> tuple[Any, ...]:
         record = self.plan.as_record(obj)
@@ -511,6 +522,14 @@ class AdbcPageReader(ColumnPageReader):
 
     def close(self) -> None:
         self._drop()
+
+
+def _unprocessed(result: Any) -> bool:
+    """Whether no column of ``result`` has a result processor (the driver's values are what
+    SQLAlchemy would return), from the result's metadata; when it cannot tell, False."""
+    processors = getattr(getattr(result, "_metadata", None), "_processors", None)
+    return (isinstance(processors, list) and len(processors) == len(result.keys())
+            and all(p is None for p in processors))
 
 
 def _adbc() -> Any:
