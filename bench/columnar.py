@@ -206,7 +206,7 @@ def child(variant: str, mode: str, src: str, dst: str) -> None:
 
 
 # -- setup ------------------------------------------------------------------------------
-def reset_target(url: str, count: int, mode: str) -> None:
+def reset_target(url: str, src: str, mode: str) -> None:
     eng = engine(url)
     if eng.dialect.name == "sqlite":  # a new file for every run
         path = Path(eng.url.database or "")
@@ -215,18 +215,20 @@ def reset_target(url: str, count: int, mode: str) -> None:
     TARGET.drop(eng, checkfirst=True)
     TARGET.create(eng)
     if mode == "upsert":  # every other row exists already, with stale values
-        stamp = dt.datetime(2024, 1, 1)
-        with eng.begin() as conn:
-            for start in range(2, count + 1, 100_000):
-                conn.execute(sa.insert(TARGET), [
-                    {"id": i, "name": "old", "email": f"user{i}@example.com", "amount": 0,
-                     "created_at": stamp}
-                    for i in range(start, min(count + 1, start + 100_000), 2)])
+        with eng.connect() as conn:
+            table = "source_rows"
+            if eng.dialect.name == "sqlite":
+                conn.exec_driver_sql(f"ATTACH DATABASE '{sa.make_url(src).database}' AS src")
+                table = "src.source_rows"
+            conn.exec_driver_sql(
+                f"INSERT INTO target_rows ({', '.join(COLUMNS)}) SELECT id, 'old', email, 0, "
+                f"created_at FROM {table} WHERE MOD(id, 2) = 0")
+            conn.commit()
     eng.dispose()
 
 
 def measure(variant: str, mode: str, src: str, dst: str, count: int) -> dict[str, float]:
-    reset_target(dst, count, mode)
+    reset_target(dst, src, mode)
     out = subprocess.run(
         [sys.executable, __file__, "--child", variant, "--mode", mode, "--src", src,
          "--dst", dst], capture_output=True, text=True,
@@ -296,6 +298,7 @@ def main() -> None:
     parser.add_argument("--databases", default="sqlite,postgresql,mariadb")
     parser.add_argument("--modes", default="append,upsert")
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--tables", nargs="*", help="print the tables of saved --json files")
     parser.add_argument("--child")
     parser.add_argument("--mode")
     parser.add_argument("--src")
@@ -303,6 +306,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         child(args.child, args.mode, args.src, args.dst)
+        return
+    if args.tables:
+        print_saved(args.tables)
         return
     counts = [int(r) for r in args.rows.split(",")]
     runs = [int(r) for r in args.runs.split(",")]
@@ -334,6 +340,8 @@ def main() -> None:
                                 "runs": len(got)}
                         results.append({"db": kind, "mode": mode, "rows": count,
                                         "cell": cell})
+                        if args.json:  # kept as it grows: a long run cut short keeps its cells
+                            Path(args.json).write_text(json.dumps(results, indent=1))
                     fill_source(src, args.single_rows)
                     for mode in args.modes.split(","):
                         one = measure("single", mode, src, dst, args.single_rows)
@@ -345,6 +353,14 @@ def main() -> None:
                 cleanup()
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
+    print_tables(results)
+
+
+def print_saved(paths: list[str]) -> None:
+    """The tables of results saved by earlier runs (``--json``), together."""
+    results: list[dict[str, Any]] = []
+    for path in paths:
+        results.extend(json.loads(Path(path).read_text()))
     print_tables(results)
 
 
