@@ -12,6 +12,7 @@ pyarrow is imported on first use only: the core needs pydantic alone.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from itertools import islice
@@ -26,20 +27,22 @@ if TYPE_CHECKING:
 __all__ = ["ArrowBatch", "as_table", "batches_of", "pyarrow", "table_from_records"]
 
 
-def pyarrow() -> Any:
-    """The ``pyarrow`` module.
+def pyarrow(part: str | None = None) -> Any:
+    """The ``pyarrow`` module, or its submodule ``part`` (``"json"``, ``"csv"``...): the
+    one place the core imports the optional ``[arrow]`` extra, on first use.
 
     Raises:
         ConfigurationError: pyarrow is not installed (``pip install 'active-data-flow[arrow]'``).
     """
     try:
         import pyarrow as pa
+
+        return importlib.import_module(f"pyarrow.{part}") if part else pa
     except ImportError:  # pragma: no cover - the test environment has it
         raise ConfigurationError(
             "the columnar path (transform_batch, Parquet) needs pyarrow: "
             "pip install 'active-data-flow[arrow]'", option="transform_batch",
         ) from None
-    return pa
 
 
 @dataclass(frozen=True, slots=True)
