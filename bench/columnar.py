@@ -59,17 +59,8 @@ SETS = ", ".join(f"{c} = excluded.{c}" for c in COLUMNS[1:])
 MYSQL_SETS = ", ".join(f"{c} = VALUES({c})" for c in COLUMNS[1:])
 
 
-def engine(url: str) -> sa.Engine:
-    """The one way every variant opens a database: SQLite in WAL, synchronous=NORMAL."""
-    eng = sa.create_engine(url)
-    if eng.dialect.name == "sqlite":
-        @sa.event.listens_for(eng, "connect")
-        def pragmas(dbapi_connection: Any, _record: Any) -> None:
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode = WAL")
-            cursor.execute("PRAGMA synchronous = NORMAL")
-            cursor.close()
-    return eng
+#: The one way every variant opens a database: SQLite in WAL with synchronous=NORMAL.
+engine = base.engine
 
 
 def transform_batch(batch: pa.Table) -> pa.Table:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PAGES = ["README.md", "docs/core.md"]
+PAGES = ["README.md", "docs/core.md", "docs/performance.md"]
 
 
 def python_blocks(page: Path) -> list[str]:

@@ -200,3 +200,17 @@ def test_without_adbc_postgresql_pages_come_from_the_sqlalchemy_driver(
     assert got[0] == (1, "P1", Decimal("0.25"), T0)
     assert len(got) == 12
     eng.dispose()
+
+
+def test_partitions_of_a_split_source_read_disjoint_arrow_batches(engine: sa.Engine) -> None:
+    """What Celery's partitioned runs rely on: each part's batches cover its own range."""
+    insert(engine, Person, people(25))
+    source = SqlAlchemySource(model=Person, database=url_of(engine))
+    parts = source.split(3)
+    assert len(parts) == 3
+    seen: list[int] = []
+    for part in parts:
+        for batch in part.source.read_batches(part.cursor, 4):
+            seen.extend(batch.table.column("id").to_pylist())
+            assert batch.position == batch.table.column("id")[-1].as_py()
+    assert seen == list(range(1, 26))
