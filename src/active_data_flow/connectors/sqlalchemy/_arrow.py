@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import functools
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -120,5 +121,6 @@ def _array(pa: Any, values: Sequence[Any], kind: Any) -> Any:
     try:
         return pa.array(values)
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
-        # Values Arrow has no type for (UUIDs, enums, mixed JSON): their text.
-        return pa.array([None if v is None else str(v) for v in values], type=pa.string())
+        # Values Arrow has no type for (enums, mixed JSON): an enum's value, else the text.
+        return pa.array([None if v is None else v.value if isinstance(v, enum.Enum)
+                         else str(v) for v in values])
