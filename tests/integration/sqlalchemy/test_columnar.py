@@ -214,3 +214,25 @@ def test_partitions_of_a_split_source_read_disjoint_arrow_batches(engine: sa.Eng
             seen.extend(batch.table.column("id").to_pylist())
             assert batch.position == batch.table.column("id")[-1].as_py()
     assert seen == list(range(1, 26))
+
+
+def test_a_read_adbc_cannot_connect_for_goes_on_through_the_engine(
+    postgres_url: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An engine whose connections come from a creator (options ADBC cannot see)."""
+    import psycopg
+
+    from tests.integration.sqlalchemy.models import Base
+
+    real = sa.make_url(postgres_url).set(drivername="postgresql")
+    engine = sa.create_engine(
+        "postgresql+psycopg://postgres@adbc-cannot-resolve.invalid/nothing",
+        creator=lambda: psycopg.connect(real.render_as_string(hide_password=False)))
+    Base.metadata.create_all(engine)
+    insert(engine, Person, people(9))
+    flow = batch_flow(SqlAlchemySource(model=Person, database=engine),
+                      SqlAlchemySink(model=Contact, database=engine))
+    assert flow().run().written == 9
+    assert len(rows(engine, Contact)) == 9
+    assert "through the engine's driver: ADBC cannot connect" in caplog.text
+    engine.dispose()

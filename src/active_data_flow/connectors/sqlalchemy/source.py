@@ -475,12 +475,16 @@ class AdbcPageReader(ColumnPageReader):
     COPY on the server side, decoded in C): the same statements, bounds and positions as
     :class:`_PageReader`, on an ADBC connection of its own (each page in autocommit, read
     only when the source is). Driver errors are raised as SQLAlchemy's, so transient ones
-    are retried like any page."""
+    are retried like any page. A read ADBC cannot serve (its first connection fails, e.g.
+    options only the engine knows; a key value with no SQL literal) goes on through the
+    engine's own driver."""
 
     def __init__(self, source: SqlAlchemySource, db: Database, page_size: int,
                  types: list[Any]) -> None:
         super().__init__(source, db, page_size, types)
         self.adbc: Any = None
+        self.fallback = False  # read through the engine's driver instead
+        self.readonly_set = False
 
     @staticmethod
     def serves(db: Database, plan: QueryPlan) -> bool:
@@ -490,16 +494,26 @@ class AdbcPageReader(ColumnPageReader):
     def _run(self, stmt: sa.Select[Any]) -> Any:
         module = _adbc()
         assert module is not None
-        sql = str(stmt.compile(dialect=self.db.engine.dialect,
-                               compile_kwargs={"literal_binds": True}))
-        try:
-            if self.adbc is None:
+        if not self.fallback:
+            try:
+                sql = str(stmt.compile(dialect=self.db.engine.dialect,
+                                       compile_kwargs={"literal_binds": True}))
+            except sa.exc.CompileError as exc:
+                self._fall_back(f"a key value has no SQL literal ({exc})")
+        if not self.fallback and self.adbc is None:
+            try:
                 url = self.db.engine.url.set(drivername="postgresql")
                 self.adbc = module.connect(url.render_as_string(hide_password=False),
                                            autocommit=True)
-                if self.source.config.readonly:
-                    with self.adbc.cursor() as cursor:
-                        cursor.execute(_READONLY_ON["postgresql"])
+            except module.Error as exc:
+                self._fall_back(f"ADBC cannot connect ({self.db.mask(str(exc))})")
+        if self.fallback:
+            return super()._run(stmt)
+        try:
+            if self.source.config.readonly and not self.readonly_set:
+                with self.adbc.cursor() as cursor:
+                    cursor.execute(_READONLY_ON["postgresql"])
+                self.readonly_set = True
             with self.adbc.cursor() as cursor:
                 cursor.execute(sql)
                 table = cursor.fetch_arrow_table()
@@ -512,16 +526,29 @@ class AdbcPageReader(ColumnPageReader):
         table = table.rename_columns(list(self.keys))
         return _cast(table, self.types)
 
+    def _fall_back(self, why: str) -> None:
+        log.warning("%s: reading %s through the engine's driver: %s", self.source._label(),
+                    self.plan.info.name, why, extra={"action": "adbc_fallback"})
+        self.fallback = True
+
     def _drop(self) -> None:
+        conn, self.adbc = self.adbc, None
+        self.readonly_set = False
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:
+                log.debug("closing an ADBC connection failed", exc_info=True)
+        super()._drop()
+
+    def close(self) -> None:
         conn, self.adbc = self.adbc, None
         if conn is not None:
             try:
                 conn.close()
             except Exception:
                 log.debug("closing an ADBC connection failed", exc_info=True)
-
-    def close(self) -> None:
-        self._drop()
+        super().close()
 
 
 def _unprocessed(result: Any) -> bool:
