@@ -361,6 +361,11 @@ def ratio(cell: Cell, a: str, b: str, key: str = "rate") -> str:
     return f"{cell[a][key] / cell[b][key]:.2f}"
 
 
+def kilo(rate: float) -> str:
+    """Rows per second in thousands (one decimal below 10k)."""
+    return f"{rate / 1000:,.1f}k" if rate < 10_000 else f"{rate / 1000:,.0f}k"
+
+
 def print_tables(results: list[dict[str, Any]]) -> None:
     names = ["row", "columnar", "core", "copy", "dbapi", "sql", "single"]
     print("\nrows/s (median) and peak RSS MiB (median), per variant\n")
@@ -368,7 +373,7 @@ def print_tables(results: list[dict[str, Any]]) -> None:
     print("|---|" + "---|" * len(names))
     for r in results:
         cell = r["cell"]
-        parts = [f"{cell[v]['rate'] / 1000:,.0f}k / {cell[v]['peak_kib'] / 1024:.0f}"
+        parts = [f"{kilo(cell[v]['rate'])} / {cell[v]['peak_kib'] / 1024:.0f}"
                  if v in cell else "-" for v in names]
         runs = cell["row"]["runs"]
         print(f"| {r['db']} {r['mode']} {r['rows']:,} (x{runs:.0f}) | " + " | ".join(parts)
