@@ -21,9 +21,9 @@ already holding every other row). In every cell, measured in this run on the sam
 Each variant runs in its own process (peak RSS is that process's); the time covers the copy
 only, imports excluded. SQLite keeps source and target in two files (the hand-written loop
 streams from an open cursor, which in SQLite's default journal mode blocks commits to the
-same file), and every variant writes a new target file: hand-written code runs in SQLite's
-default journal mode, the connectors switch files they open to WAL (one fsync per commit
-instead of four, equally durable; see docs/sqlalchemy.md).
+same file), and every variant writes a new target file. Every variant opens its databases
+with the same settings (:func:`engine`: SQLite in WAL with ``synchronous=NORMAL``; the flows
+are handed those engines), so that no contender is measured in another journal mode.
 Targets (issue 3): flow >= 1.0x hand in every cell; flow within 1.5x of fastest; flow peak
 RSS <= 2x hand; the batched sink >= 10x the single-record path.
 """
@@ -57,6 +57,19 @@ PG_ADMIN = os.environ.get("ADF_BENCH_PG", "postgresql+psycopg://postgres@127.0.0
 
 class Base(DeclarativeBase):
     pass
+
+
+def engine(url: str) -> sa.Engine:
+    """How every variant opens a database: SQLite in WAL with synchronous=NORMAL."""
+    eng = sa.create_engine(url)
+    if eng.dialect.name == "sqlite":
+        @sa.event.listens_for(eng, "connect")
+        def pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.close()
+    return eng
 
 
 class Source(Base):
@@ -94,9 +107,12 @@ def run_flow(src_url: str, dst_url: str, upsert: bool, single: bool,
     if single:
         options["batch_size"] = 1
 
+    src_db: Any = engine(src_url) if src_url.startswith("sqlite") else src_url
+    dst_db: Any = engine(dst_url) if dst_url.startswith("sqlite") else dst_url
+
     class Copy(DataFlow):
-        source = SqlAlchemySource(model=Source, database=src_url)
-        sink = SqlAlchemySink(model=Target, database=dst_url, **options)
+        source = SqlAlchemySource(model=Source, database=src_db)
+        sink = SqlAlchemySink(model=Target, database=dst_db, **options)
 
         def transform(self, message: Any) -> dict[str, Any]:
             return transform(message)
@@ -118,7 +134,7 @@ def upsert_statement(dialect: str) -> Any:
 
 
 def run_hand(src_url: str, dst_url: str, upsert: bool, single: bool) -> None:
-    src, dst = sa.create_engine(src_url), sa.create_engine(dst_url)
+    src, dst = engine(src_url), engine(dst_url)
     stmt = upsert_statement(dst.dialect.name) if upsert else sa.insert(TARGET)
     with src.connect() as read, dst.connect() as write:
         result = read.execution_options(stream_results=True, yield_per=BATCH).execute(
@@ -140,7 +156,7 @@ def keyset_pages(conn: sa.Connection) -> Iterator[Sequence[Any]]:
 
 
 def run_fastest(src_url: str, dst_url: str, upsert: bool, single: bool) -> None:
-    src, dst = sa.create_engine(src_url), sa.create_engine(dst_url)
+    src, dst = engine(src_url), engine(dst_url)
     with src.connect() as read, dst.connect() as write, write.begin():
         if dst.dialect.name == "postgresql":
             fastest_postgresql(read, write, upsert)

@@ -30,6 +30,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict
 from pydantic_core import PydanticCustomError
 
+from active_data_flow.columnar import ArrowBatch, batches_of
 from active_data_flow.errors import ConfigurationError, RecordRejected, did_you_mean
 from active_data_flow.message import Message, Untyped
 from active_data_flow.registry import connector_class, specs_trusted, untrusted_allowed
@@ -239,6 +240,13 @@ class Source(Connector):
     def __iter__(self) -> Iterator[Message]:
         return self.read()
 
+    def read_batches(self, cursor: Any = None, size: int = 10_000) -> Iterator[ArrowBatch]:
+        """The messages after ``cursor`` as Arrow batches of up to ``size`` rows (the
+        columnar path, extra ``[arrow]``). The default groups :meth:`read`'s messages;
+        sources with a columnar route of their own (SQL tables, Parquet) override it.
+        """
+        return batches_of(self.read(cursor), size)
+
     def count(self) -> int | None:
         """How many messages a full read yields, when known cheaply (for progress bars)."""
         return None
@@ -322,6 +330,12 @@ class Sink(Connector):
             raise NotImplementedError(f"{type(self).__qualname__} must implement write_batch()")
         for record in records:
             self.write(record)
+
+    def write_table(self, table: Any) -> None:
+        """Write an Arrow table's rows (the columnar path; they may be buffered until
+        :meth:`flush`). The default writes them as dicts through :meth:`write_batch`;
+        sinks with a columnar route of their own (SQL tables, Parquet) override it."""
+        self.write_batch(table.to_pylist())
 
     def flush(self) -> None:
         """Store everything written so far durably."""

@@ -397,6 +397,8 @@ class DataFlow:
 
     #: Whether the class overrides :meth:`transform` (else messages pass unchanged, fast).
     transforms: ClassVar[bool] = False
+    #: Whether the class defines :meth:`transform_batch`: it runs on the columnar path.
+    batches: ClassVar[bool] = False
 
     _compiled: ClassVar[tuple[tuple[int, ...], FlowSpec] | None] = None
     _compile_lock: ClassVar[threading.Lock] = threading.Lock()
@@ -406,6 +408,13 @@ class DataFlow:
         if "name" not in cls.__dict__:
             cls.name = snake_case(cls.__name__)
         cls.transforms = cls.transform is not DataFlow.transform
+        cls.batches = cls.transform_batch is not DataFlow.transform_batch
+        if cls.transforms and cls.batches:
+            raise ConfigurationError(
+                f"flow class {cls.__qualname__} defines both transform() and "
+                "transform_batch(); define one (transform_batch for the columnar path)",
+                option="transform_batch",
+            )
         cls._compiled = None
 
     def __init__(self, spec: FlowSpec | None = None) -> None:
@@ -438,6 +447,20 @@ class DataFlow:
         """Turn one message into what to write: a mapping or Message, ``None`` to drop it,
         or an iterable of them to fan out. The default writes the message unchanged."""
         return message
+
+    def transform_batch(self, batch: Any) -> Any:
+        """The columnar path (extra ``[arrow]``): turn a batch of rows, a
+        :class:`pyarrow.Table`, into what to write: a table, a record batch, a polars or
+        pandas DataFrame, a list of dicts, or ``None`` to write nothing.
+
+        Define this *instead of* :meth:`transform` to get the source's rows as Arrow
+        batches (SQL sources read them page by page, files column by column) and hand
+        sinks whole tables (PostgreSQL ``COPY``, one executemany elsewhere). If the batch
+        raises, the runner calls it again on one-row slices to find the failing rows: under
+        ``on_error="fail"`` the run fails naming them, else they are skipped or
+        dead-lettered and the other rows are written.
+        """
+        return batch
 
     # -- hooks ---------------------------------------------------------------------------
     def after_success(self, result: RunResult) -> None:

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
+from active_data_flow.columnar import ArrowBatch, as_table, concat
 from active_data_flow.connector import Sink, Source
 from active_data_flow.errors import FlowRunError, RecordRejected, error_type
 from active_data_flow.message import Message, Untyped, as_record, record_key
@@ -146,11 +147,12 @@ class _Tally:
 
 
 class _Failed(Exception):
-    """A transform error under the ``fail`` policy, with the message it failed on."""
+    """A transform error under the ``fail`` policy, with the message it failed on (for a
+    batch transform: the first failing row, and ``detail`` naming all of them)."""
 
-    def __init__(self, cause: Exception, message: Message, index: int) -> None:
+    def __init__(self, cause: Exception, message: Message, index: int, detail: str = "") -> None:
         super().__init__(str(cause))
-        self.cause, self.message, self.index = cause, message, index
+        self.cause, self.message, self.index, self.detail = cause, message, index, detail
 
 
 class Runner:
@@ -217,18 +219,21 @@ class Runner:
         try:
             if count and tally.cursor is None:
                 tally.total = source.count()
-            messages = source.read(tally.cursor)
+            next_batch = self._reader(flow, source, size, tally, dead)
             while True:
-                out, n, position = self._read_batch(flow, messages, size, tally, dead)
+                out, n, position = next_batch()
                 if not n:
                     break
                 if isinstance(checkpoint, Checkpoint):
                     checkpoint.check()
                     checkpoint.totals = functools.partial(
                         tally.after, spec.name, n, len(out), position)
-                if out:
+                if len(out):
                     for sink in sinks:
-                        sink.write_batch(out)
+                        if flow.batches:
+                            sink.write_table(out)
+                        else:
+                            sink.write_batch(out)
                 self._commit(sinks, dead, position, checkpoint)
                 _log_failures(spec, tally)
                 if position is not None:
@@ -276,6 +281,73 @@ class Runner:
         else:
             last.flush()
         checkpoint(position)
+
+    def _reader(
+        self, flow: DataFlow, source: Source, size: int, tally: _Tally, dead: Sink | None,
+    ) -> Callable[[], tuple[Any, int, Any]]:
+        """The function giving the next batch: ``(records or table, messages read, position)``.
+
+        Row path: messages transformed one by one into a list. Columnar path (the flow
+        defines ``transform_batch``): the source's Arrow batches, transformed whole.
+        """
+        if flow.batches:
+            batches = source.read_batches(tally.cursor, size)
+            return lambda: self._columnar_batch(flow, batches, tally, dead)
+        messages = source.read(tally.cursor)
+        return lambda: self._read_batch(flow, messages, size, tally, dead)
+
+    def _columnar_batch(
+        self, flow: DataFlow, batches: Iterator[ArrowBatch], tally: _Tally, dead: Sink | None,
+    ) -> tuple[Any, int, Any]:
+        batch = next(batches, None)
+        while batch is not None and not len(batch):
+            batch = next(batches, None)
+        if batch is None:
+            return [], 0, None
+        n = len(batch)
+        tally.in_flight += n
+        try:
+            out = as_table(flow.transform_batch(batch.table))
+        except Exception as exc:
+            out = self._isolate_rows(flow, batch, exc, tally, dead)
+        return out, n, batch.position
+
+    def _isolate_rows(
+        self, flow: DataFlow, batch: ArrowBatch, exc: Exception, tally: _Tally,
+        dead: Sink | None,
+    ) -> Any:
+        """A batch transform raised: transform each row alone (one-row slices) to find the
+        rows at fault. Under ``fail`` the run fails naming them; else they are skipped or
+        dead-lettered and the others' results kept."""
+        table = batch.table
+        parts: list[Any] = []
+        failing: list[tuple[int, Exception]] = []
+        for i in range(table.num_rows):
+            try:
+                parts.append(as_table(flow.transform_batch(table.slice(i, 1))))
+            except Exception as row_exc:
+                failing.append((i, row_exc))
+        if not failing:  # no row fails alone: the batch as a whole is at fault
+            raise exc
+        start = tally.read + tally.in_flight - table.num_rows
+        at = batch.position_at
+
+        def message(i: int) -> Message:
+            return Untyped(table.slice(i, 1).to_pylist()[0],
+                           position=at(i) if at is not None else None)
+
+        if flow.spec.on_error == "fail":
+            shown = ", ".join(
+                f"message {start + i + 1}" + (f" at position {at(i)!r}" if at is not None
+                                              else "")
+                for i, _ in failing[:10])
+            more = f" and {len(failing) - 10} more" if len(failing) > 10 else ""
+            i, first = failing[0]
+            raise _Failed(first, message(i), start + i + 1,
+                          f" (the batch's failing rows: {shown}{more})") from first
+        for i, error in failing:
+            self._on_error(flow, message(i), error, tally, dead, 0)
+        return concat(parts)
 
     def _read_batch(
         self,
@@ -400,7 +472,10 @@ def _run_error(name: str, tally: _Tally, exc: Exception) -> FlowRunError:
         details = [f"{k} {v!r}" for k, v in (("position", exc.message.position),
                                              ("key", record_key(exc.message)))
                    if v is not None]
-        where = f" at message {exc.index}" + (f" ({', '.join(details)})" if details else "")
+        where = f" at message {exc.index}"
+        if details and not exc.detail:
+            where += f" ({', '.join(details)})"
+        where += exc.detail
     resume = ("resume from the start" if result.cursor is None
               else f"resume after cursor {result.cursor!r}")
     error = FlowRunError(

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PAGES = ["README.md", "docs/core.md"]
+PAGES = ["README.md", "docs/core.md", "docs/performance.md"]
 
 
 CONTINUES = "<!-- continues the previous block -->"

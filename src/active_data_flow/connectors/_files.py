@@ -29,6 +29,7 @@ from active_data_flow.registry import check_file_path
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "Chunk",
     "DurableFile",
     "FileSinkConfig",
     "FileSourceConfig",
@@ -273,6 +274,58 @@ def line_error(what: str, path: Path, line: int, problem: str) -> SourceError:
     """A source error that names the file and the line at fault."""
     return SourceError(f"{what}: {path} line {line}: {problem}")
 
+
+
+@dataclass
+class Chunk:
+    """Raw records read together, for a columnar parser (Arrow's JSON or CSV reader).
+
+    Attributes:
+        data: the records' bytes, as in the file.
+        positions: the position after each record.
+        start: the position before the first record (a row-path read resumes there).
+    """
+
+    data: bytes
+    positions: list[dict[str, int]]
+    start: dict[str, int]
+
+
+def record_chunks(
+    lines: LineReader, size: int, end: int | None, quote: bytes | None = None
+) -> Iterator[Chunk]:
+    """Chunks of up to ``size`` records from ``lines``; a record is a non-blank line, or,
+    with ``quote`` (CSV), lines up to an even count of quote characters (a quoted field
+    may span lines). A record belongs to the chunk it begins in; none begins at or after
+    ``end``."""
+    raw_lines = iter(lines)
+    while True:
+        start = lines.position
+        parts: list[bytes] = []
+        positions: list[dict[str, int]] = []
+        while len(positions) < size:
+            if end is not None and lines.offset >= end:
+                break
+            raw = next(raw_lines, None)
+            if raw is None:
+                break
+            if not raw.strip():
+                continue
+            parts.append(raw)
+            if quote is not None:
+                count = raw.count(quote)
+                while count % 2:  # inside a quoted field: the record goes on
+                    more = next(raw_lines, None)
+                    if more is None:
+                        break
+                    parts.append(more)
+                    count += more.count(quote)
+            if not parts[-1].endswith(b"\n"):
+                parts.append(b"\n")
+            positions.append(lines.position)
+        if not positions:
+            return
+        yield Chunk(b"".join(parts), positions, start)
 
 
 def byte_ranges(first: int, size: int, parts: int) -> list[tuple[int, int | None]]:

@@ -35,7 +35,7 @@ from active_data_flow.connectors.sqlalchemy._upsert import (
     merge_statement,
 )
 
-__all__ = ["Writer", "make_writer"]
+__all__ = ["TableWriter", "Writer", "make_table_writer", "make_writer"]
 
 Record = dict[str, Any]
 
@@ -211,6 +211,7 @@ class _CopyWriter:
         quote = dialect.identifier_preparer.quote
         self.dialect = dialect
         order = [*core_keys, *(k for k in constants if k not in core_keys)]
+        self.order, self.constants, self.core_keys = order, constants, core_keys
         names = ", ".join(quote(info.table.c[k].name) for k in order)
         self.row = _row_builder(order, _processors(info, order, dialect), constants,
                                 core_keys, as_dict=False)
@@ -234,6 +235,7 @@ class _CopyWriter:
         self.merge_sql = str(merge.compile(dialect=dialect))
         self.truncate_sql = f"TRUNCATE {self.stage}"
         key = [order.index(info.columns[a].key) for a in upsert.unique_by]
+        self.key_positions = key
         self.dedupe = bool(upsert.updates([by_core[k] for k in order]))
         self.key_of: Callable[[tuple[Any, ...]], tuple[Any, ...]] = (
             lambda row: tuple(row[i] for i in key)
@@ -276,22 +278,192 @@ class _CopyWriter:
                 latest[key] = row
         return [*latest.values(), *loose] if len(latest) + len(loose) < len(rows) else rows
 
-    def _copy(self, conn: Connection, rows: Iterable[tuple[Any, ...]]) -> None:
+    def write_table(self, conn: Connection, table: Any) -> None:
+        """Write an Arrow table: CSV rendered by Arrow, streamed by one COPY."""
+        _copy_table(self, conn, table)
+        if self.stage is not None:
+            conn.exec_driver_sql(self.merge_sql)
+            conn.exec_driver_sql(self.truncate_sql)
+
+    def copy_bytes(self, conn: Connection, data: Any, *, csv: bool) -> None:
+        """COPY ``data`` (already rendered) into the target."""
+        sql = self.copy_sql + (" (FORMAT csv)" if csv else "")
+        self._copy(conn, None, data=data, sql=sql)
+
+    def _copy(
+        self, conn: Connection, rows: Iterable[tuple[Any, ...]] | None, *, data: Any = None,
+        sql: str | None = None,
+    ) -> None:
         dbapi = self.dialect.loaded_dbapi
         raw: Any = conn.connection.dbapi_connection  # a psycopg.Connection
+        sql = sql or self.copy_sql
         try:
-            with raw.cursor() as cursor, cursor.copy(self.copy_sql) as copy:
-                write = copy.write_row
-                for row in rows:
-                    write(row)
+            with raw.cursor() as cursor, cursor.copy(sql) as copy:
+                if rows is None:
+                    copy.write(data)
+                else:
+                    write = copy.write_row
+                    for row in rows:
+                        write(row)
         except dbapi.Error as exc:
             # COPY runs on the driver directly: wrap its errors as SQLAlchemy would, and
             # invalidate a connection that died, so the pool never hands it out again.
             gone = self.dialect.is_disconnect(exc, raw, None)
             wrapped = sa.exc.DBAPIError.instance(
-                self.copy_sql, None, exc, dbapi.Error, connection_invalidated=gone,
+                sql, None, exc, dbapi.Error, connection_invalidated=gone,
                 dialect=self.dialect,
             )
             if gone:
                 conn.invalidate(exc)
             raise wrapped from exc
+
+
+# -- the columnar path: Arrow tables ------------------------------------------------------
+class TableWriter(Protocol):
+    """Writes Arrow tables that all have the same columns."""
+
+    def prepare(self, conn: Connection) -> None:
+        """One-time setup on a connection, outside the data's transaction."""
+
+    def write_table(self, conn: Connection, table: Any) -> None:
+        """Write ``table``'s rows in ``conn``'s current transaction."""
+
+
+def make_table_writer(
+    info: ModelInfo, columns: tuple[str, ...], dialect: Dialect, upsert: UpsertSpec | None,
+    types: Sequence[Any], *, batch_size: int,
+) -> TableWriter | None:
+    """The writer of Arrow tables with ``columns`` (of Arrow ``types``) on ``dialect``, or
+    ``None`` when only the row path can write them (callable defaults, escaped names, types
+    with no columnar route): PostgreSQL streams ``COPY ... (FORMAT csv)`` rendered by Arrow
+    in C (upserts: into the staging table, then one merge); elsewhere one driver-level
+    executemany per ``batch_size`` rows, its parameters built column by column."""
+    stmt = insert_statement(info, columns, dialect.name, upsert)
+    core_keys = {info.columns[a].key: a for a in columns}
+    compiled = stmt.compile(dialect=dialect, column_keys=list(core_keys))
+    defaults = _scalar_defaults(compiled)
+    if defaults is None or compiled.escaped_bind_names:
+        return None
+    if dialect.name == "postgresql" and dialect.driver == "psycopg":
+        if not all(_csv_safe(t) for t in types):
+            return None
+        processors = _processors(info, list(core_keys), dialect)
+        if any(not isinstance(info.table.c[k].type, sa.Boolean) for k in processors):
+            return None
+        return _CopyWriter(info, core_keys, dialect, defaults, upsert)
+    if compiled.positiontup is None:
+        return None
+    return _ColumnWriter(str(compiled), compiled, info, dialect, defaults, core_keys,
+                         batch_size)
+
+
+def _csv_safe(arrow_type: Any) -> bool:
+    """Whether Arrow's CSV writer renders the type as PostgreSQL's CSV COPY reads it."""
+    import pyarrow as pa
+
+    t = pa.types
+    return bool(
+        t.is_integer(arrow_type) or t.is_floating(arrow_type) or t.is_string(arrow_type)
+        or t.is_large_string(arrow_type) or t.is_boolean(arrow_type)
+        or t.is_decimal(arrow_type) or t.is_date(arrow_type) or t.is_null(arrow_type)
+        or (t.is_timestamp(arrow_type)) or t.is_time(arrow_type)
+    )
+
+
+class _ColumnWriter:
+    """A positional statement compiled once, executed as a driver-level executemany whose
+    parameter tuples are zipped from the table's columns (type processors applied per
+    column, not per row)."""
+
+    def __init__(
+        self, sql: str, compiled: Any, info: ModelInfo, dialect: Dialect,
+        constants: dict[str, Any], core_keys: dict[str, str], batch_size: int,
+    ) -> None:
+        self.sql = sql
+        self.order: list[str] = list(compiled.positiontup)
+        self.processors = _processors(info, self.order, dialect)
+        self.constants = constants
+        self.core_keys = core_keys
+        self.batch_size = batch_size
+        # SQLite date-times in SQLAlchemy's default text: rendered by Arrow, in C.
+        self.sqlite_text = {
+            key for key in self.order
+            if type(impl := info.table.c[key].type.dialect_impl(dialect)) is sqlite.DATETIME
+            and impl._storage_format == _SQLITE_DATETIME_FORMAT
+        }
+
+    def prepare(self, conn: Connection) -> None:
+        pass
+
+    def write_table(self, conn: Connection, table: Any) -> None:
+        n = table.num_rows
+        columns: list[Any] = []
+        for key in self.order:
+            if key in self.constants:
+                values: list[Any] = [self.constants[key]] * n
+            else:
+                column = table.column(self.core_keys[key])
+                if key in self.sqlite_text and (text := _sqlite_datetimes(column)) is not None:
+                    columns.append(text)
+                    continue
+                values = column.to_pylist()
+            proc = self.processors.get(key)
+            columns.append(values if proc is None else list(map(proc, values)))
+        rows = list(zip(*columns))  # noqa: B905  # equal lengths: one table's columns
+        del columns
+        step = self.batch_size
+        for start in range(0, n, step):
+            conn.exec_driver_sql(self.sql, rows[start:start + step])
+
+
+def _sqlite_datetimes(column: Any) -> list[Any] | None:
+    """Naive timestamps as SQLAlchemy's SQLite text (``2024-01-01 12:00:00.000000``), or
+    ``None`` for other types (the processor then formats them)."""
+    import pyarrow as pa
+
+    if not pa.types.is_timestamp(column.type) or column.type.tz is not None:
+        return None
+    try:  # microseconds render as SQLAlchemy's text: six digits, a space before the time
+        text = column.cast(pa.timestamp("us")).cast(pa.string())
+    except pa.ArrowInvalid:  # nanoseconds that microseconds cannot hold: the processor
+        return None
+    return text.to_pylist()  # type: ignore[no-any-return]
+
+
+def _copy_table(writer: _CopyWriter, conn: Connection, table: Any) -> None:
+    """Stream ``table`` into ``writer``'s COPY target as CSV rendered by Arrow."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    n = table.num_rows
+    arrays = []
+    for key in writer.order:
+        if key in writer.constants:
+            arrays.append(pa.array([writer.constants[key]] * n))
+        else:
+            arrays.append(table.column(writer.core_keys[key]))
+    data = pa.table(arrays, names=[f"c{i}" for i in range(len(arrays))])
+    if writer.stage is not None and writer.dedupe:
+        data = _last_per_key(data, writer.key_positions)
+    sink = pa.BufferOutputStream()
+    pcsv.write_csv(data, sink, pcsv.WriteOptions(include_header=False))
+    writer.copy_bytes(conn, sink.getvalue(), csv=True)
+
+
+def _last_per_key(table: Any, key_positions: list[int]) -> Any:
+    """The last row of each key (ON CONFLICT may not touch one row twice); rows whose key
+    holds a NULL never conflict and are all kept."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    keys = [f"c{i}" for i in key_positions]
+    indexed = table.append_column("__row", pa.array(range(table.num_rows), pa.int64()))
+    null_key = pc.or_kleene(*[pc.is_null(indexed.column(k)) for k in keys]) if len(
+        keys) > 1 else pc.is_null(indexed.column(keys[0]))
+    keyed = indexed.filter(pc.invert(null_key))
+    last = keyed.group_by(keys, use_threads=False).aggregate([("__row", "max")])
+    if last.num_rows == keyed.num_rows:
+        return table
+    picked = pa.concat_arrays([last.column("__row_max").combine_chunks(),
+                               indexed.filter(null_key).column("__row").combine_chunks()])
+    return table.take(picked)

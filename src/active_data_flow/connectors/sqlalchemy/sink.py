@@ -14,7 +14,12 @@ from sqlalchemy.engine import Connection, Dialect, RootTransaction
 
 from active_data_flow.connector import Sink, SinkConfig
 from active_data_flow.connectors.sqlalchemy import _db
-from active_data_flow.connectors.sqlalchemy._bulk import Writer, make_writer
+from active_data_flow.connectors.sqlalchemy._bulk import (
+    TableWriter,
+    Writer,
+    make_table_writer,
+    make_writer,
+)
 from active_data_flow.connectors.sqlalchemy._db import Database
 from active_data_flow.connectors.sqlalchemy._models import ModelInfo, model_database
 from active_data_flow.connectors.sqlalchemy._options import ModelOptions, names
@@ -35,6 +40,7 @@ log = logging.getLogger(__name__)
 
 Record = dict[str, Any]
 Plan = list[tuple[Writer | None, list[Record]]]
+TablePlan = list[tuple[TableWriter, Any]]
 _PLAIN = (dict, Row, Untyped)
 # A statement-level error that one bad record can cause: find and isolate that record.
 _RECORD_DB_ERRORS = (sa.exc.IntegrityError, sa.exc.DataError)
@@ -113,6 +119,9 @@ class SqlAlchemySink(Sink):
         ) if cfg.batch_size == 1 else None
         self._buffer: list[Record] = []
         self._writers: dict[tuple[tuple[str, ...], bool], Writer] = {}
+        self._tables: list[Any] = []  # Arrow tables (the columnar path), flushed last
+        self._table_writers: dict[tuple[tuple[str, ...], tuple[str, ...]],
+                                  TableWriter | None] = {}
         self._db: Database | None = None
         self._conn: Connection | None = None
 
@@ -143,9 +152,25 @@ class SqlAlchemySink(Sink):
             for r in records
         ])
 
+    def write_table(self, table: Any) -> None:
+        """Buffer an Arrow table (the columnar path): the next flush writes it whole, by
+        ``COPY`` on PostgreSQL and one executemany from its columns elsewhere, in the same
+        transaction as buffered records. A table that a statement refuses is written again
+        row by row, so that the refused records are isolated and reported as in the row
+        path. The single-record path and per-statement commits take its rows as records."""
+        cfg = self.config
+        if self._single is not None or not cfg.transaction or cfg.transaction_batch_size:
+            super().write_table(table)
+            return
+        if len(self._buffer) + sum(t.num_rows for t in self._tables) >= self._threshold:
+            self.flush()
+        if table.num_rows:
+            self._tables.append(table)
+
     def discard(self) -> None:
         """Drop the records not flushed yet."""
         self._buffer = []
+        self._tables = []
 
     def flush(self) -> None:
         """Write and commit everything buffered.
@@ -178,7 +203,7 @@ class SqlAlchemySink(Sink):
 
     # -- transactions -------------------------------------------------------------------
     def _flush(self, hook: Callable[[Any], bool] | None) -> bool:
-        if not self._buffer and hook is None:
+        if not self._buffer and not self._tables and hook is None:
             return False
         db = self._database()
         cfg = self.config
@@ -188,16 +213,20 @@ class SqlAlchemySink(Sink):
         while True:
             records = self._buffer[:size] if len(self._buffer) > size else self._buffer
             last = records is self._buffer
-            result = self._transaction(db, records, hook if last else None)
+            tables, self._tables = (self._tables, []) if last else ([], self._tables)
+            result = self._transaction(db, records, hook if last else None, tables)
             if last:
                 self._buffer = []
                 return result
             del self._buffer[: len(records)]
 
     def _transaction(
-        self, db: Database, records: list[Record], hook: Callable[[Any], bool] | None
+        self, db: Database, records: list[Record], hook: Callable[[Any], bool] | None,
+        tables: list[Any] | None = None,
     ) -> bool:
-        """Write ``records`` and run ``hook`` in one transaction, retrying transient errors."""
+        """Write ``records`` (then ``tables``) and run ``hook`` in one transaction, retrying
+        transient errors."""
+        records, by_table = self._table_plan(db, records, tables or [])
         plan = self._plan(db, records)
         attempt, isolate = 1, False
         while True:
@@ -208,11 +237,22 @@ class SqlAlchemySink(Sink):
                 for writer, _ in plan:
                     if writer is not None:
                         writer.prepare(conn)
+                for table_writer, _ in by_table:
+                    table_writer.prepare(conn)
                 trans = _db.begin_immediate(conn)
                 self._write(conn, plan, rejected, isolate)
+                for table_writer, table in by_table:
+                    try:
+                        table_writer.write_table(conn, table)
+                    except _RECORD_DB_ERRORS:
+                        raise _Isolate from None
                 result = bool(hook(conn)) if hook is not None else False
             except _Isolate:
                 self._rollback(trans)
+                if by_table:  # find the refused rows on the row path
+                    records = [*records, *(r for _, t in by_table for r in t.to_pylist())]
+                    by_table = []
+                    plan = self._plan(db, records)
                 isolate = True
                 continue
             except _Regroup:
@@ -304,6 +344,31 @@ class SqlAlchemySink(Sink):
             return [(writer, records)]
         groups = [(tuple(k), list(g)) for k, g in itertools.groupby(records, key=tuple)]
         return [(self._writer(dialect, cols, g[0]), g) for cols, g in groups]
+
+    def _table_plan(
+        self, db: Database, records: list[Record], tables: list[Any]
+    ) -> tuple[list[Record], TablePlan]:
+        """Each table with its writer; tables only the row path can write join ``records``."""
+        dialect = db.engine.dialect
+        plan: TablePlan = []
+        for table in tables:
+            columns = tuple(table.column_names)
+            types = tuple(str(t) for t in table.schema.types)
+            key = (columns, types)
+            if key not in self._table_writers:
+                self._check_fields(columns, table.slice(0, 1).to_pylist()[0])
+                try:
+                    self._table_writers[key] = make_table_writer(
+                        self._info, columns, dialect, self._upsert, table.schema.types,
+                        batch_size=self.config.batch_size)
+                except SinkError as exc:
+                    raise SinkError(f"{self._label()} ({self._info.name}): {exc}") from None
+            writer = self._table_writers[key]
+            if writer is None:
+                records = [*records, *table.to_pylist()]
+            else:
+                plan.append((writer, table))
+        return records, plan
 
     def _writer(self, dialect: Dialect, columns: tuple[str, ...], sample: Record) -> Writer:
         return self._writer_for(dialect, columns, sample, copy=True)

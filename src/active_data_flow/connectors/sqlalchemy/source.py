@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import weakref
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -14,8 +14,14 @@ from pydantic import Field, field_validator
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from active_data_flow.columnar import ArrowBatch
 from active_data_flow.connector import Partition, Source, SourceConfig, check_parts
 from active_data_flow.connectors.sqlalchemy import _db
+from active_data_flow.connectors.sqlalchemy._arrow import (
+    arrow_types,
+    column_converters,
+    page_table,
+)
 from active_data_flow.connectors.sqlalchemy._db import Database
 from active_data_flow.connectors.sqlalchemy._models import ModelInfo, model_database
 from active_data_flow.connectors.sqlalchemy._options import ModelOptions, names
@@ -77,7 +83,7 @@ class SqlAlchemySource(Source):
         limit: int | None = Field(default=None, ge=1)
         select: list[str] | None = None
         includes: list[str] = Field(default_factory=list)
-        batch_size: int = Field(default=1000, ge=1, le=100_000)
+        batch_size: int = Field(default=10_000, ge=1, le=100_000)
         readonly: bool = True
         cursor_column: list[str] | None = None
         lag: dt.timedelta | int | float | Decimal | None = None
@@ -108,7 +114,7 @@ class SqlAlchemySource(Source):
         )
         self._lag = _lag_step(self._plan, cfg.lag, what)
         self._db: Database | None = None
-        self._streams: weakref.WeakSet[Generator[Message, None, None]] = weakref.WeakSet()
+        self._streams: weakref.WeakSet[Generator[Any, None, None]] = weakref.WeakSet()
 
     def to_dict(self) -> dict[str, Any]:
         """The spec: the model as its import string, the database as its registered name
@@ -159,6 +165,38 @@ class SqlAlchemySource(Source):
                         message = Row(zip(keys, values))  # noqa: B905
                         message.position = position_of(values)
                         yield message
+        finally:
+            reader.close()
+
+    def read_batches(self, cursor: Any = None, size: int = 10_000) -> Iterator[ArrowBatch]:
+        """The rows after ``cursor`` as Arrow batches: one keyset page of up to ``size``
+        rows each (the flow's batch: one page, one transform, one flush), with the same
+        filters, ``lag`` window and positions as :meth:`each`.
+
+        Raises:
+            ConfigurationError: the cursor is not a position of this source (at once).
+        """
+        after = None if cursor is None else self._plan.keyset.decode(cursor, self._label())
+        stream = self._batch_stream(after, size)
+        self._streams.add(stream)
+        return stream
+
+    def _batch_stream(
+        self, after: tuple[Any, ...] | None, size: int
+    ) -> Generator[ArrowBatch, None, None]:
+        db = self._database()
+        page_size = min(size, 100_000)
+        info = self._info
+        keys = self._plan.keys + tuple(self._plan.nested)
+        types = arrow_types([info.columns.get(k) for k in keys])
+        reader: _PageReader = (
+            AdbcPageReader(self, db, page_size, types) if AdbcPageReader.serves(db, self._plan)
+            else ColumnPageReader(self, db, page_size, types))
+        position_of = reader.position_of
+        try:
+            for table, fixed in reader.pages(after):
+                position = fixed if fixed is not None else position_of(reader.last_row(table))
+                yield ArrowBatch(table, position, _positions(table, position_of, fixed))
         finally:
             reader.close()
 
@@ -243,16 +281,19 @@ class SqlAlchemySource(Source):
 class _PageReader:
     """Holds one connection for a read; each page is its own short transaction."""
 
-    def __init__(self, source: SqlAlchemySource, db: Database) -> None:
+    def __init__(
+        self, source: SqlAlchemySource, db: Database, page_size: int | None = None
+    ) -> None:
         self.source, self.db = source, db
         self.plan = source._plan
         self.dialect = db.dialect
         self.conn: Connection | None = None
-        self.page_size = source.config.batch_size
+        self.page_size = page_size or source.config.batch_size
         self.keys = self.plan.keys + tuple(self.plan.nested)
         self.position_of = self.plan.keyset.position_getter(self.plan.key_indexes)
         # A one-column key whose values are JSON-safe as they are (an integer id).
         self.single_key = self.plan.keyset.plain_index(self.plan.key_indexes)
+        self.raw: bool | None = None  # pages skip SQLAlchemy's rows (learnt on the first)
 
     def pages(self, after: tuple[Any, ...] | None) -> Iterator[tuple[list[Any], Any]]:
         """Pages of rows after ``after``, each with the position to give all its rows
@@ -291,8 +332,12 @@ class _PageReader:
                 return
             if remaining is not None:
                 remaining -= len(rows)
-            last = rows[-1]
+            last = self.last_row(rows)
             after = tuple(last[i] for i in key_indexes)
+
+    def last_row(self, rows: Any) -> Sequence[Any]:
+        """The values of a page's last row."""
+        return rows[-1]  # type: ignore[no-any-return]
 
     def scalar(self, stmt: sa.Select[Any]) -> Any:
         """One value (a count) on this reader's connection, retried like a page."""
@@ -322,7 +367,7 @@ class _PageReader:
                     objects = session.scalars(stmt).all()
                     rows: list[Any] = [self._values(o) for o in objects]
             else:
-                rows = list(conn.execute(stmt).fetchall())
+                rows = self._rows(conn, stmt)
         finally:
             if conn.in_transaction() and not conn.invalidated:
                 try:  # end the page's transaction: no snapshot is held between pages
@@ -330,6 +375,19 @@ class _PageReader:
                 except sa.exc.DBAPIError:  # a dead connection: the next page reconnects
                     self._drop()
         return rows
+
+    def _rows(self, conn: Connection, stmt: sa.Select[Any]) -> Any:
+        """A page's rows: the driver's own tuples when no column needs SQLAlchemy's result
+        processing (one SQLAlchemy row object less per row), else SQLAlchemy's rows."""
+        result = conn.execute(stmt)
+        if self.raw is None:
+            self.raw = _unprocessed(result)
+        if not self.raw:
+            return list(result.fetchall())
+        try:
+            return result.cursor.fetchall()
+        finally:
+            result.close()
 
     def _values(self, obj: Any) -> tuple[Any, ...]:
         record = self.plan.as_record(obj)
@@ -381,6 +439,155 @@ class _PageReader:
             conn.invalidate()
         finally:
             conn.close()
+
+
+class ColumnPageReader(_PageReader):
+    """Pages as Arrow tables, from the driver's raw rows: each column is converted once,
+    with Arrow's casts where they match SQLAlchemy's result processing (SQLite's date-time
+    text, say) and the processor value by value elsewhere."""
+
+    def __init__(self, source: SqlAlchemySource, db: Database, page_size: int,
+                 types: list[Any]) -> None:
+        super().__init__(source, db, page_size)
+        self.types = types
+        columns = [source._info.columns.get(k) for k in self.keys]
+        self.converters = column_converters(columns, types, db.engine.dialect)
+
+    def last_row(self, rows: Any) -> Sequence[Any]:
+        return [column[-1].as_py() for column in rows.columns]
+
+    def _run(self, stmt: sa.Select[Any]) -> Any:
+        rows = super()._run(stmt)
+        if self.plan.uses_orm:  # values made by the ORM, already processed
+            return page_table(rows, self.keys, self.types)
+        return page_table(rows, self.keys, self.converters)
+
+    def _rows(self, conn: Connection, stmt: sa.Select[Any]) -> Any:
+        result = conn.execute(stmt)
+        try:  # the driver's rows: SQLAlchemy's per-row processing is done per column instead
+            return result.cursor.fetchall()
+        finally:
+            result.close()
+
+
+class AdbcPageReader(ColumnPageReader):
+    """PostgreSQL pages read straight into Arrow by ADBC (``adbc-driver-postgresql``, binary
+    COPY on the server side, decoded in C): the same statements, bounds and positions as
+    :class:`_PageReader`, on an ADBC connection of its own (each page in autocommit, read
+    only when the source is). Driver errors are raised as SQLAlchemy's, so transient ones
+    are retried like any page. A read ADBC cannot serve (its first connection fails, e.g.
+    options only the engine knows; a key value with no SQL literal) goes on through the
+    engine's own driver."""
+
+    def __init__(self, source: SqlAlchemySource, db: Database, page_size: int,
+                 types: list[Any]) -> None:
+        super().__init__(source, db, page_size, types)
+        self.adbc: Any = None
+        self.fallback = False  # read through the engine's driver instead
+        self.readonly_set = False
+
+    @staticmethod
+    def serves(db: Database, plan: QueryPlan) -> bool:
+        """Whether ADBC can read this source: PostgreSQL, plain columns, driver installed."""
+        return db.dialect == "postgresql" and not plan.uses_orm and _adbc() is not None
+
+    def _run(self, stmt: sa.Select[Any]) -> Any:
+        module = _adbc()
+        assert module is not None
+        if not self.fallback:
+            try:
+                sql = str(stmt.compile(dialect=self.db.engine.dialect,
+                                       compile_kwargs={"literal_binds": True}))
+            except sa.exc.CompileError as exc:
+                self._fall_back(f"a key value has no SQL literal ({exc})")
+        if not self.fallback and self.adbc is None:
+            try:
+                url = self.db.engine.url.set(drivername="postgresql")
+                self.adbc = module.connect(url.render_as_string(hide_password=False),
+                                           autocommit=True)
+            except module.Error as exc:
+                self._fall_back(f"ADBC cannot connect ({self.db.mask(str(exc))})")
+        if self.fallback:
+            return super()._run(stmt)
+        try:
+            if self.source.config.readonly and not self.readonly_set:
+                with self.adbc.cursor() as cursor:
+                    cursor.execute(_READONLY_ON["postgresql"])
+                self.readonly_set = True
+            with self.adbc.cursor() as cursor:
+                cursor.execute(sql)
+                table = cursor.fetch_arrow_table()
+        except module.Error as exc:
+            gone = isinstance(exc, (module.OperationalError, module.InterfaceError))
+            if gone:
+                self._drop()
+            raise sa.exc.DBAPIError.instance(
+                sql, None, exc, module.Error, connection_invalidated=gone) from exc
+        table = table.rename_columns(list(self.keys))
+        return _cast(table, self.types)
+
+    def _fall_back(self, why: str) -> None:
+        log.warning("%s: reading %s through the engine's driver: %s", self.source._label(),
+                    self.plan.info.name, why, extra={"action": "adbc_fallback"})
+        self.fallback = True
+
+    def _drop(self) -> None:
+        conn, self.adbc = self.adbc, None
+        self.readonly_set = False
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:
+                log.debug("closing an ADBC connection failed", exc_info=True)
+        super()._drop()
+
+    def close(self) -> None:
+        conn, self.adbc = self.adbc, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:
+                log.debug("closing an ADBC connection failed", exc_info=True)
+        super().close()
+
+
+def _unprocessed(result: Any) -> bool:
+    """Whether no column of ``result`` has a result processor (the driver's values are what
+    SQLAlchemy would return), from the result's metadata; when it cannot tell, False."""
+    processors = getattr(getattr(result, "_metadata", None), "_processors", None)
+    return (isinstance(processors, list) and len(processors) == len(result.keys())
+            and all(p is None for p in processors))
+
+
+def _adbc() -> Any:
+    """The ADBC PostgreSQL DB-API module, or ``None`` when it is not installed."""
+    try:
+        import adbc_driver_postgresql.dbapi as module
+    except ImportError:
+        return None
+    return module
+
+
+def _cast(table: Any, types: list[Any]) -> Any:
+    """Columns cast to the model's Arrow types where ADBC's differ (int4 -> int64, numeric
+    as text -> decimal); a column that cannot be cast keeps ADBC's type."""
+    columns = []
+    for column, kind in zip(table.columns, types, strict=True):
+        if kind is not None and column.type != kind:
+            try:
+                column = column.cast(kind)
+            except Exception:
+                log.debug("keeping ADBC's type %s (no cast to %s)", column.type, kind)
+        columns.append(column)
+    return type(table).from_arrays(columns, names=table.column_names)
+
+
+def _positions(table: Any, position_of: Any, fixed: Any) -> Any:
+    """The position of row ``i`` of a page's table (rows of a lag window keep the cursor)."""
+    if fixed is not None:
+        return lambda i: fixed
+    columns = table.columns
+    return lambda i: position_of([c[i].as_py() for c in columns])
 
 
 def _lag_step(plan: QueryPlan, lag: Any, what: str) -> Any:
