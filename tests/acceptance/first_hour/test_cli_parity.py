@@ -177,7 +177,7 @@ def test_a_source_whose_each_takes_no_cursor_runs_every_time_from_the_start(
 def test_trigger_runs_and_cursor_work_on_the_store(project: Project) -> None:
     queued = project.adf("trigger", "orders").stdout
     assert re.search(r"orders: run \d+ queued \(pending, due", queued), queued
-    assert project.adf("trigger", "no_such_flow", code=1).stderr.strip() == (
+    assert project.adf("trigger", "no_such_flow", code=2).stderr.strip() == (
         "Error: no flow named 'no_such_flow' in the store")
 
     every = project.adf("runs").stdout
