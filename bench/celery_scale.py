@@ -39,9 +39,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from active_data_flow.connectors.sqlalchemy import register_database, register_models
 from active_data_flow.runtimes.celery.testing import RangeSource
 
-# The benchmark plays the application: its stored flows use the memory connectors, which
-# specs from the store may use only when allowed (here and in the workers it starts).
-os.environ.setdefault("ADF_UNTRUSTED_CONNECTORS", "memory")
+# The benchmark plays the application: its stored flows use the memory and range connectors,
+# which specs from the store may use only when allowed (here and in the workers it starts).
+os.environ.setdefault("ADF_UNTRUSTED_CONNECTORS", "memory,range")
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_ENV = "ADF_BENCH_DATA_URL"
