@@ -368,7 +368,7 @@ def test_a_worker_outlives_the_store_going_away_and_coming_back(
     assert worker.returncode == 0, output
     assert "Traceback" not in output
     failed = [x for x in lines if "heartbeat failed" in x]
-    assert all(re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", x) for x in failed), failed
+    assert all(re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", x) for x in failed), failed
     assert all("s3cret" not in x for x in lines)
 
 
