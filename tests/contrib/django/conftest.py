@@ -19,6 +19,10 @@ from tests.conftest import MARIADB_HOST, PG_HOST, need
 
 os.environ["DJANGO_SETTINGS_MODULE"] = "tests.contrib.django.settings"
 django.setup()
+# Configured now (pytest-django sees ``settings.configured``): take the variable back out, or
+# every later test's subprocesses inherit it (a Celery worker then runs Django's setup on
+# this test module's settings, and an example's manage.py keeps them instead of its own).
+del os.environ["DJANGO_SETTINGS_MODULE"]
 
 ALIASES = ("default", "postgresql", "mariadb")
 KIND = {"default": "sqlite", "postgresql": "postgresql", "mariadb": "mariadb"}
