@@ -12,6 +12,7 @@ import logging
 import multiprocessing
 import queue
 import time
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -45,10 +46,13 @@ class UnguardedRuns(SqlRuns):
 
     TOKEN = "unguarded".ljust(32, "-")
 
-    def claim_due(self, worker_id: str, *, limit: int | None = None) -> list[ClaimedRun]:
+    def claim_due(self, worker_id: str, *, limit: int | None = None,
+                  due_by: datetime | None = None) -> list[ClaimedRun]:
         def work(conn: Connection) -> list[ClaimedRun]:
             now = self.now()
-            query = (sa.select(runs.c.id).where(runs.c.status == "pending", runs.c.due_at <= now)
+            cutoff = now if due_by is None else min(now, due_by)
+            query = (sa.select(runs.c.id).where(runs.c.status == "pending",
+                                                runs.c.due_at <= cutoff)
                      .order_by(runs.c.due_at, runs.c.id))
             if limit is not None:
                 query = query.limit(limit)
