@@ -30,9 +30,14 @@ def test_install_puts_the_runtime_on_the_projects_app() -> None:
         set_default_app(None)
 
 
-def test_the_celery_app_setting_is_loaded_by_manage_py_adf() -> None:
+def test_the_celery_app_setting_is_loaded_by_manage_py_adf(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from active_data_flow.contrib.django.management.commands.adf import configure
 
+    # configure() exports ADF_* into this process's environment: give it back afterwards.
+    for name in ("ADF_DATABASE_URL", "ADF_FLOWS", "ADF_HEARTBEAT_TOKEN", "ADF_LEASE_SECONDS"):
+        monkeypatch.setenv(name, "")
     try:
         with override_settings(ACTIVE_DATA_FLOW={
                 "CELERY_APP": "tests.contrib.django.celery_app:app"}, **CELERY):

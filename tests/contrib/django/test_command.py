@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -92,9 +93,15 @@ def test_an_unknown_verb_fails_with_adfs_message(sqlite_url: str) -> None:
     assert "No such command 'nope'" in result.stderr
 
 
-def test_the_projects_settings_become_the_adf_environment() -> None:
+def test_the_projects_settings_become_the_adf_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from active_data_flow.contrib.django.management.commands.adf import configure
 
+    # configure() exports the settings into this process's environment (the command's own
+    # process, normally): give the variables back afterwards, or later tests load these flows.
+    for name in ("ADF_DATABASE_URL", "ADF_FLOWS", "ADF_HEARTBEAT_TOKEN", "ADF_LEASE_SECONDS"):
+        monkeypatch.setenv(name, "")
     values = configure()
     assert values["ADF_FLOWS"].split(",") == ["tests.contrib.django.testapp.data_flows"]
     assert values["ADF_DATABASE_URL"].startswith("sqlite:///")
