@@ -8,6 +8,7 @@ from pydantic import field_serializer, field_validator
 from sqlalchemy.engine import Engine
 
 from active_data_flow.connector import ConnectorConfig
+from active_data_flow.connectors._table_options import names
 from active_data_flow.connectors.sqlalchemy import _db
 from active_data_flow.connectors.sqlalchemy._models import import_string, resolve_model
 from active_data_flow.errors import ConfigurationError
@@ -15,10 +16,6 @@ from active_data_flow.registry import specs_trusted
 
 __all__ = ["ModelOptions", "names"]
 
-
-def names(value: Any) -> Any:
-    """Accept one column name where a list of them is expected."""
-    return [value] if isinstance(value, str) else value
 
 
 class ModelOptions(ConnectorConfig):

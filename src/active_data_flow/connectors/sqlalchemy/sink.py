@@ -9,10 +9,10 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
-from pydantic import Field, field_validator
 from sqlalchemy.engine import Connection, Dialect, RootTransaction
 
-from active_data_flow.connector import Sink, SinkConfig
+from active_data_flow.connector import Sink
+from active_data_flow.connectors._table_options import TableSinkOptions
 from active_data_flow.connectors.sqlalchemy import _db
 from active_data_flow.connectors.sqlalchemy._bulk import (
     TableWriter,
@@ -22,7 +22,7 @@ from active_data_flow.connectors.sqlalchemy._bulk import (
 )
 from active_data_flow.connectors.sqlalchemy._db import Database
 from active_data_flow.connectors.sqlalchemy._models import ModelInfo, model_database
-from active_data_flow.connectors.sqlalchemy._options import ModelOptions, names
+from active_data_flow.connectors.sqlalchemy._options import ModelOptions
 from active_data_flow.connectors.sqlalchemy._single import SingleWriter
 from active_data_flow.connectors.sqlalchemy._upsert import UpsertSpec, check_dialect
 from active_data_flow.errors import (
@@ -85,17 +85,8 @@ class SqlAlchemySink(Sink):
 
     untrusted_ok = True  # untrusted specs name registered models and databases only
 
-    class Config(ModelOptions, SinkConfig):
-        batch_size: int = Field(default=1000, ge=1, le=100_000)
-        upsert: bool = False
-        unique_by: list[str] | None = None
-        update_only: list[str] | None = None
-        transaction: bool = True
-        transaction_batch_size: int | None = Field(default=None, ge=1)
-        skip_validations: bool = False
-        skip_callbacks: bool = False
-
-        _as_lists = field_validator("unique_by", "update_only", mode="before")(names)
+    class Config(ModelOptions, TableSinkOptions):
+        """The model options and every table sink's (see :class:`TableSinkOptions`)."""
 
     config: Config
 

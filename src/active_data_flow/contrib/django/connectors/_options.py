@@ -7,15 +7,12 @@ from typing import Any
 from pydantic import field_serializer, field_validator
 
 from active_data_flow.connector import ConnectorConfig
+from active_data_flow.connectors._table_options import names
 from active_data_flow.contrib.django.connectors._models import check_alias, label, resolve_model
 from active_data_flow.registry import specs_trusted
 
 __all__ = ["DjangoModelOptions", "names"]
 
-
-def names(value: Any) -> Any:
-    """Accept one field name where a list of them is expected."""
-    return [value] if isinstance(value, str) else value
 
 
 class DjangoModelOptions(ConnectorConfig):

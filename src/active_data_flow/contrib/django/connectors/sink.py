@@ -11,11 +11,11 @@ import django
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, DataError, IntegrityError, connections, models, router
 from django.db import transaction as db_transaction
-from pydantic import Field, field_validator
 
-from active_data_flow.connector import Sink, SinkConfig
+from active_data_flow.connector import Sink
+from active_data_flow.connectors._table_options import TableSinkOptions
 from active_data_flow.contrib.django.connectors._handle import DjangoTransaction
-from active_data_flow.contrib.django.connectors._options import DjangoModelOptions, names
+from active_data_flow.contrib.django.connectors._options import DjangoModelOptions
 from active_data_flow.errors import ConfigurationError, RecordRejected, SinkError
 from active_data_flow.message import Message, Row, Untyped, as_record, record_key
 from active_data_flow.registry import register_connector
@@ -72,17 +72,8 @@ class DjangoSink(Sink):
 
     untrusted_ok = True  # stored specs name allowed models and DATABASES aliases only
 
-    class Config(DjangoModelOptions, SinkConfig):
-        batch_size: int = Field(default=1000, ge=1, le=100_000)
-        upsert: bool = False
-        unique_by: list[str] | None = None
-        update_only: list[str] | None = None
-        transaction: bool = True
-        transaction_batch_size: int | None = Field(default=None, ge=1)
-        skip_validations: bool = False
-        skip_callbacks: bool = False
-
-        _as_lists = field_validator("unique_by", "update_only", mode="before")(names)
+    class Config(DjangoModelOptions, TableSinkOptions):
+        """The model options and every table sink's (see :class:`TableSinkOptions`)."""
 
     config: Config
 
